@@ -1,0 +1,44 @@
+"""Atomic file writes: write to a temporary file beside the target, then rename over it.
+
+A crash or Ctrl-C mid-write leaves the previous file (or nothing), never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it is renamed to `target`.
+
+    `suffix` defaults to the target's own suffix, so writers that pick a format from the file
+    name (OpenCV's VideoWriter, torch.save, matplotlib) behave as for the target.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(target: str | os.PathLike, obj) -> None:
+    write_text(target, json.dumps(obj, indent=2, allow_nan=False) + "\n")

@@ -1,0 +1,11 @@
+"""One module per `mot-reid` subcommand: HELP, add_arguments(parser), run(args) -> int."""
+
+from __future__ import annotations
+
+import sys
+
+
+def not_built(command: str, issue: int) -> int:
+    """What a subcommand says until its issue lands: one line, non-zero exit."""
+    print(f"mot-reid {command}: not built yet (tracked in issue #{issue})", file=sys.stderr)
+    return 2
