@@ -1,0 +1,106 @@
+"""The ReID training/evaluation recipe: dataclasses whose defaults are the Bag-of-Tricks
+reference values (its `configs/softmax_triplet_with_center.yml`).
+
+Recipes under `configs/reid/` override a few keys each (`_base_` inheritance); `--set` overrides
+any key from the command line, e.g. `--set solver.epochs=10 model.backbone=resnet18`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    # resnet18/34/50/101/152, resnext50, resnet50_ibn_a
+    backbone: str = "resnet50"
+    # 1 keeps a 16x8 final feature map for 256x128 input (a paper trick); 2 is torchvision's default.
+    last_stride: Literal[1, 2] = 1
+    # imagenet (torchvision weights API; downloads once), none (random init), or a path to a state_dict.
+    pretrained: str = "imagenet"
+    # bnneck: BN between the pooled (pre-BN) feature and a bias-free classifier; none: the plain baseline.
+    neck: Literal["bnneck", "none"] = "bnneck"
+
+
+@dataclass
+class InputConfig:
+    size: tuple[int, int] = (256, 128)  # height, width
+    flip_p: float = 0.5
+    padding: int = 10
+    # Random erasing (Zhong et al.): probability, area range, minimum aspect ratio; 0 disables it.
+    erasing_p: float = 0.5
+    erasing_area: tuple[float, float] = (0.02, 0.4)
+    erasing_min_aspect: float = 0.3
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataConfig:
+    # market1501, dukemtmc, msmt17, folder (PID_cCAM_*.jpg files), or mot2reid (output of `mot-reid data mot2reid`)
+    dataset: str = "market1501"
+    ids_per_batch: int = 16  # P
+    images_per_id: int = 4  # K
+    test_batch_size: int = 128
+    num_workers: int = 4
+
+
+@dataclass
+class LossConfig:
+    id_loss: bool = True
+    label_smoothing: float = 0.1  # 0 gives plain cross-entropy
+    triplet: bool = True
+    margin: float | None = 0.3  # null: soft-margin triplet
+    center: bool = True
+    center_weight: float = 5e-4
+    center_lr: float = 0.5
+
+
+@dataclass
+class SolverConfig:
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    bias_lr_factor: float = 1.0
+    weight_decay_bias: float = 5e-4
+    momentum: float = 0.9  # sgd only
+    epochs: int = 120
+    # Warmup is stepped per epoch: lr * (warmup_factor -> 1) linearly over warmup_epochs; 0 disables it.
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.01
+    milestones: tuple[int, ...] = (40, 70)
+    gamma: float = 0.1
+    checkpoint_every: int = 40
+    eval_every: int = 40
+    seed: int = 0
+
+
+@dataclass
+class RuntimeConfig:
+    # Switched by device, never by a code fork: auto means on for CUDA, off for CPU.
+    device: str = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+
+
+@dataclass
+class TestConfig:
+    # before: pooled pre-BN feature (what the tracker uses); after: post-BN (the paper's test feature).
+    feat: Literal["before", "after"] = "after"
+    rerank: bool = False
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
+
+
+@dataclass
+class ReIDRecipe:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    test: TestConfig = field(default_factory=TestConfig)
