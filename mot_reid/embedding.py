@@ -1,0 +1,162 @@
+"""Appearance features for every detection: crop, resize, normalise and embed in one batch.
+
+All boxes of a batch of frames are cut out with ONE `torchvision.ops.roi_align` call on the
+frames' device (bilinear crop + resize to the model's input together, no per-box Python loop),
+then normalised and run through the ReID model (fp16 autocast on CUDA). Features are
+L2-normalised; for mot-reid checkpoints they are the pre-BN pooled vectors (`extract(feat="before")`).
+
+`--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, `none`
+(motion only), or `auto`: the configured checkpoint (`embedder.auto_checkpoint` or the environment
+variable `MOT_REID_CHECKPOINT`), else torchvision's ImageNet ResNet50 pooled features (cached, or
+downloaded when the network answers), else motion only with one warning line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchvision.ops import roi_align
+
+from mot_reid.errors import UserError
+from mot_reid.log import logger
+from mot_reid.reid.osnet import IMAGENET_MEAN, IMAGENET_STD, is_osnet_state_dict, osnet_from_state_dict
+
+
+class Embedder:
+    """Callable: (frames uint8 (B,H,W,3) BGR tensor on the device, boxes per frame) -> features per frame."""
+
+    def __init__(self, extract: Callable[[torch.Tensor], torch.Tensor], input_size: tuple[int, int],
+                 device: str | torch.device, mean=IMAGENET_MEAN, std=IMAGENET_STD, info: dict | None = None,
+                 max_crops: int = 256):
+        self.extract = extract
+        self.input_size = tuple(int(v) for v in input_size)
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
+        self.info = info or {}
+        self.max_crops = max_crops  # bounds the memory of one forward pass
+        self.dim: int | None = None
+
+    def crops(self, frames: torch.Tensor, boxes: list[np.ndarray]) -> torch.Tensor:
+        """(sum N_i, 3, h, w) normalised RGB crops of every box of every frame, in one roi_align call."""
+        _, h, w, _ = frames.shape
+        rois = []
+        for b in boxes:
+            t = torch.as_tensor(np.asarray(b, np.float32).reshape(-1, 4), device=self.device)
+            # Clip to the frame: roi_align samples zeros outside it, which would darken the crop.
+            t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
+            t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
+            rois.append(t)
+        images = frames.permute(0, 3, 1, 2).float()  # BGR, (B, 3, H, W)
+        crops = roi_align(images, rois, output_size=self.input_size, spatial_scale=1.0, sampling_ratio=2,
+                          aligned=True)
+        crops = crops.flip(1)  # BGR -> RGB; normalising after the crop touches only the small tensors
+        return (crops - self.mean) / self.std
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, boxes: list[np.ndarray]) -> list[np.ndarray]:
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            return [np.zeros((0, self.dim or 0), np.float32) for _ in boxes]
+        crops = self.crops(frames, boxes)
+        if self.device.type == "cuda":
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        feats = []
+        for chunk in crops.split(self.max_crops):
+            with _autocast(self.device):
+                feats.append(self.extract(chunk).float())
+        out = F.normalize(torch.cat(feats).flatten(1), dim=1).cpu().numpy().astype(np.float32)
+        self.dim = out.shape[1]
+        return list(np.split(out, np.cumsum(counts)[:-1]))
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def osnet_embedder(state: dict, device, path: str = "") -> Embedder:
+    model, variant = osnet_from_state_dict(state)
+    model = _prepare(model, torch.device(device))
+    return Embedder(model, (256, 128), device, info={"kind": "osnet", "variant": variant, "weights": path,
+                                                    "feature": "fc embedding (512-D)"})
+
+
+def checkpoint_embedder(path: str, device) -> Embedder:
+    """A `mot-reid train` checkpoint: pre-BN pooled features, the recipe's input size and normalisation."""
+    from mot_reid.reid.model import load_checkpoint_model
+
+    model, recipe = load_checkpoint_model(path, device)
+    model = _prepare(model, torch.device(device))
+    return Embedder(lambda x: model.extract(x, feat="before"), recipe.input.size, device, recipe.input.mean,
+                    recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": "before (pre-BN)",
+                                            "backbone": getattr(recipe.model, "backbone", None)})
+
+
+def torchvision_embedder(device, weights: str | None = "IMAGENET1K_V1", arch: str = "resnet50") -> Embedder:
+    """torchvision ResNet pooled features (fc removed); `weights=None` gives random weights (benchmarks)."""
+    import torchvision
+
+    model = getattr(torchvision.models, arch)(weights=weights)
+    model.fc = torch.nn.Identity()
+    model = _prepare(model, torch.device(device))
+    return Embedder(model, (256, 128), device, info={"kind": "torchvision", "arch": arch,
+                                                    "weights": weights or "random", "feature": "pooled"})
+
+
+def _torchvision_cached(arch: str = "resnet50") -> bool:
+    import torchvision
+
+    url = torchvision.models.get_weight(f"{arch.capitalize().replace('net', 'Net')}_Weights.IMAGENET1K_V1").url
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
+def load_path(path: str, device) -> Embedder:
+    if not Path(path).is_file():
+        raise UserError(f"ReID weights not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt file or a pickled object
+        raise UserError(f"cannot read ReID weights {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and is_osnet_state_dict(state):
+        return osnet_embedder(state, device, str(path))
+    return checkpoint_embedder(path, device)
+
+
+def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None) -> Embedder | None:
+    """Resolve `--reid`; None means motion-only tracking."""
+    if spec == "none":
+        return None
+    if spec != "auto":
+        return load_path(spec, device)
+    configured = auto_checkpoint or os.environ.get("MOT_REID_CHECKPOINT")
+    if configured:
+        if not Path(configured).is_file():
+            raise UserError(f"configured ReID checkpoint not found: {configured}")
+        return load_path(configured, device)
+    if is_online is None:
+        from mot_reid.detection import online as is_online
+    if _torchvision_cached() or is_online(host="download.pytorch.org"):
+        logger.info("reid: no project checkpoint configured; using torchvision ImageNet ResNet50 features")
+        try:
+            return torchvision_embedder(device)
+        except Exception as exc:  # noqa: BLE001 - a failed download falls back like offline
+            logger.warning("reid: ResNet50 download failed (%s)", str(exc).splitlines()[0] if str(exc) else exc)
+    logger.warning("reid: no ReID checkpoint configured and no ImageNet ResNet50 available offline; "
+                   "tracking by motion only")
+    return None

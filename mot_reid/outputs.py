@@ -1,0 +1,124 @@
+"""Results out: tracks.json, MOT rows and an annotated MP4, all written atomically.
+
+tracks.json (schema: `assets/tracks.schema.json`) holds one object per track with its frames and
+x1,y1,x2,y2 pixel boxes, plus the source's metadata, the resolved config, the versions, the
+detector and embedder actually used, and `"complete"`: false when the run was interrupted or the
+source failed, in which case the tracks cover the frames processed so far.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections import defaultdict, deque
+from contextlib import ExitStack
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mot_reid import atomic
+
+SCHEMA_NAME = "mot-reid/tracks"
+SCHEMA_VERSION = 1
+
+
+class TrackCollector:
+    """Accumulates per-frame tracker output into per-track lists (boxes only; frames are not kept)."""
+
+    def __init__(self):
+        self.tracks: dict[int, dict] = defaultdict(lambda: {"frames": [], "boxes": [], "scores": [], "detected": []})
+        self.frames_with_output = 0
+
+    def add(self, frame: int, track_id, xyxy, score, det_index) -> None:
+        if len(track_id):
+            self.frames_with_output += 1
+        for tid, box, s, d in zip(track_id, xyxy, score, det_index, strict=True):
+            t = self.tracks[int(tid)]
+            t["frames"].append(int(frame))
+            t["boxes"].append([round(float(v), 2) for v in box])
+            t["scores"].append(round(float(s), 4) if np.isfinite(s) else None)
+            t["detected"].append(bool(d >= 0))
+
+    def as_list(self) -> list[dict]:
+        return [{"id": tid, **t} for tid, t in sorted(self.tracks.items())]
+
+    def mot_rows(self) -> list[tuple]:
+        """MOT Challenge rows `frame,id,x,y,w,h,conf,-1,-1,-1` (1-based top-left), sorted by frame."""
+        rows = []
+        for tid, t in self.tracks.items():
+            for f, (x1, y1, x2, y2), s in zip(t["frames"], t["boxes"], t["scores"], strict=True):
+                rows.append((f, tid, x1 + 1, y1 + 1, x2 - x1, y2 - y1, 1.0 if s is None else s, -1, -1, -1))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return rows
+
+
+def tracks_document(collector: TrackCollector, *, source: dict, config: dict, versions: dict, detector: dict,
+                    embedder: dict, tracker: dict, complete: bool, summary: dict) -> dict:
+    return {
+        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "complete": bool(complete),
+        "source": source, "detector": detector, "embedder": embedder, "tracker": tracker,
+        "config": config, "versions": versions, "summary": summary, "tracks": collector.as_list(),
+    }
+
+
+def write_tracks_json(path: str | Path, document: dict) -> None:
+    atomic.write_json(path, document)
+
+
+def write_mot_txt(path: str | Path, rows: list[tuple]) -> None:
+    lines = [f"{f},{i},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f},-1,-1,-1" for f, i, x, y, w, h, s, *_ in rows]
+    atomic.write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def color(track_id: int) -> tuple[int, int, int]:
+    """A stable, well-spread BGR colour per id (golden-ratio hue steps)."""
+    h = (track_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+class VideoWriter:
+    """MP4 with boxes, ids and short trails, written to a temp file and renamed on `close(keep=True)`."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], trail: int = 20):
+        self._stack = ExitStack()
+        self._tmp = self._stack.enter_context(atomic.atomic_path(path, suffix=".mp4"))
+        self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+        if not self.writer.isOpened():
+            self._stack.close()
+            from mot_reid.errors import UserError
+
+            raise UserError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
+        self.trails: dict[int, deque] = {}
+        self.trail = trail
+        self.frames_written = 0
+
+    def write(self, image: np.ndarray, track_id, xyxy) -> None:
+        image = image.copy()
+        seen = set()
+        for tid, (x1, y1, x2, y2) in zip(track_id, xyxy, strict=True):
+            tid = int(tid)
+            seen.add(tid)
+            c = color(tid)
+            p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+            cv2.rectangle(image, p1, p2, c, 2)
+            cv2.putText(image, str(tid), (p1[0], max(p1[1] - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, c, 2)
+            self.trails.setdefault(tid, deque(maxlen=self.trail)).append((int((x1 + x2) / 2), int(y2)))
+        for tid in list(self.trails):
+            if tid not in seen:  # a trail fades out with its track
+                self.trails[tid].popleft()
+                if not self.trails[tid]:
+                    del self.trails[tid]
+                    continue
+            pts = np.array(self.trails[tid], np.int32).reshape(-1, 1, 2)
+            cv2.polylines(image, [pts], False, color(tid), 2)
+        self.writer.write(image)
+        self.frames_written += 1
+
+    def close(self, keep: bool = True) -> None:
+        """Finish the file; with keep=False the temp file is discarded (the target is not touched)."""
+        self.writer.release()
+        if keep:
+            self._stack.close()
+        else:
+            self._stack.__exit__(RuntimeError, RuntimeError("discarded"), None)
