@@ -1,0 +1,70 @@
+"""`TrackerConfig`: every tracker switch, with DeepSORT's reference values as defaults.
+
+Defaults are those of nwojke/deep_sort's `evaluate_motchallenge.py` and its `kalman_filter.py`;
+the StrongSORT-style switches (EMA memory, NSA, global matching, cost fusion, second
+association of low-score boxes, camera-motion compensation) are all off. The shipped YAML
+files in `configs/tracker/` document each key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# 0.95 quantile of the chi-square distribution with 4 degrees of freedom (x, y, aspect, height).
+CHI2_95_4DOF = 9.4877
+
+
+@dataclass
+class TrackerConfig:
+    # Detections
+    min_confidence: float = 0.3  # boxes scoring below are not tracked (unless second_association)
+    min_box_height: float = 0.0  # boxes shorter than this (pixels) are dropped
+    # Lifecycle
+    n_init: int = 3  # consecutive hits before a tentative track is confirmed
+    max_age: int = 30  # misses after which a confirmed track is deleted (frames at `reference_frame_rate`)
+    scale_max_age_by_frame_rate: bool = False  # max_age * frame_rate / reference_frame_rate
+    reference_frame_rate: float = 30.0
+    report_coasting_frames: int = 1  # report confirmed tracks missed for at most this many frames
+    output_box: Literal["kalman", "detection"] = "kalman"  # box reported for a matched track
+    # Kalman filter (noise scaled by box height)
+    std_weight_position: float = 1.0 / 20
+    std_weight_velocity: float = 1.0 / 160
+    nsa: bool = False  # scale measurement noise by (1 - detection score), StrongSORT's NSA Kalman
+    # Association
+    gating_threshold: float = CHI2_95_4DOF  # squared Mahalanobis gate on the motion
+    appearance: Literal["gallery", "ema"] = "gallery"  # per-track feature memory
+    nn_budget: int = 100  # gallery size per track
+    ema_alpha: float = 0.9  # weight of the old feature in the EMA memory
+    max_cosine_distance: float = 0.2  # appearance matches above this cosine distance are rejected
+    appearance_weight: float = 1.0  # lambda: cost = lambda * cosine + (1 - lambda) * Mahalanobis
+    matching: Literal["cascade", "global"] = "cascade"  # cascade by time since update, or one matching
+    max_iou_distance: float = 0.7  # IoU-stage matches above 1 - IoU are rejected
+    second_association: bool = False  # ByteTrack-style: low-score boxes may extend unmatched tracks
+    low_score_threshold: float = 0.1  # lowest score used by the second association
+    second_max_iou_distance: float = 0.5
+    # Camera-motion compensation (moving cameras only)
+    cmc: Literal["none", "ecc", "sparse_flow"] = "none"
+    cmc_downscale: int = 2  # estimate the warp on a frame shrunk by this factor
+
+    def __post_init__(self):
+        checks = {
+            "n_init": self.n_init >= 1,
+            "max_age": self.max_age >= 0,
+            "nn_budget": self.nn_budget >= 1,
+            "report_coasting_frames": self.report_coasting_frames >= 0,
+            "ema_alpha": 0.0 <= self.ema_alpha < 1.0,
+            "appearance_weight": 0.0 <= self.appearance_weight <= 1.0,
+            "max_cosine_distance": 0.0 <= self.max_cosine_distance <= 2.0,
+            "max_iou_distance": 0.0 <= self.max_iou_distance <= 1.0,
+            "second_max_iou_distance": 0.0 <= self.second_max_iou_distance <= 1.0,
+            "gating_threshold": self.gating_threshold > 0,
+            "std_weight_position": self.std_weight_position > 0,
+            "std_weight_velocity": self.std_weight_velocity > 0,
+            "reference_frame_rate": self.reference_frame_rate > 0,
+            "cmc_downscale": self.cmc_downscale >= 1,
+            "low_score_threshold": self.low_score_threshold <= self.min_confidence,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"out-of-range value for {', '.join(bad)}")
