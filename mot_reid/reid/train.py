@@ -1,0 +1,372 @@
+"""Bag-of-Tricks ReID training: one plain PyTorch loop, readable top to bottom.
+
+    recipe -> dataset -> PK batches -> model -> ID + triplet + center loss -> Adam (+ SGD for centers)
+           -> per-epoch LR schedule -> periodic evaluation -> atomic checkpoints -> plots
+
+The pieces a GPU run changes are behind small seams, switched by the recipe's `runtime` section and
+the device, never by a fork of the loop: `TrainData` (the per-image CPU data path here; a batched
+on-device augmentation path can replace it), `prepare_network` (channels_last, torch.compile; the
+place for DistributedDataParallel), `amp_dtype` + a GradScaler that is a no-op unless fp16.
+
+Resuming is exact: a checkpoint holds the model, both optimizers, the scheduler, the grad scaler,
+the sampler's epoch and every RNG state, and batches depend only on (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mot_reid import config
+from mot_reid.atomic import atomic_path, write_json
+from mot_reid.errors import UserError
+from mot_reid.log import logger, progress
+from mot_reid.provenance import versions
+from mot_reid.reid.losses import ReIDLoss
+from mot_reid.reid.model import CHECKPOINT_FORMAT, ReIDModel, build_model, load_state, read_checkpoint
+from mot_reid.reid.recipe import ReIDRecipe, RuntimeConfig, SolverConfig
+from mot_reid.reid.sampler import PKSampler
+
+CHECKPOINT = "checkpoint.pt"  # the latest full training state, overwritten every checkpoint_every epochs
+FINAL_MODEL = "model.pt"  # weights + recipe only: what eval-reid and the tracker's embedder load
+
+
+# ---------------------------------------------------------------- schedule and optimizers
+
+def lr_factor(epoch: int, solver: SolverConfig) -> float:
+    """Multiplier of the base LR during 0-based `epoch`: linear warmup from warmup_factor to 1 over
+    warmup_epochs, then x gamma at each milestone passed (the reference's WarmupMultiStepLR)."""
+    factor = solver.gamma ** sum(epoch >= m for m in solver.milestones)
+    if epoch < solver.warmup_epochs:
+        alpha = epoch / solver.warmup_epochs
+        factor *= solver.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def build_optimizer(model: torch.nn.Module, solver: SolverConfig) -> torch.optim.Optimizer:
+    """Adam (or SGD) with the reference's two parameter groups: weights, and biases with their own
+    LR factor and weight decay. The BNNeck's frozen bias is left out."""
+    weights, biases = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (biases if name.endswith("bias") else weights).append(param)
+    groups = [
+        {"params": weights, "lr": solver.lr, "weight_decay": solver.weight_decay},
+        {"params": biases, "lr": solver.lr * solver.bias_lr_factor, "weight_decay": solver.weight_decay_bias},
+    ]
+    if solver.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=solver.lr)
+    return torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Stepped once per epoch, after it: epoch e runs at base_lr * lr_factor(e)."""
+    def factor(epoch: int) -> float:
+        return lr_factor(epoch, solver)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------- device-dependent switches
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name} requested but CUDA is not available here; use runtime.device=cpu")
+    return device
+
+
+def amp_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None for full float32. `auto`: bf16 (fp16 on old GPUs) on CUDA, off on CPU."""
+    if runtime.amp == "off" or (runtime.amp == "auto" and device.type != "cuda"):
+        return None
+    if runtime.amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if runtime.amp == "bf16" else torch.float16
+
+
+def channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
+    return runtime.channels_last == "on" or (runtime.channels_last == "auto" and device.type == "cuda")
+
+
+def prepare_network(model: ReIDModel, runtime: RuntimeConfig, device: torch.device) -> torch.nn.Module:
+    """What the loop calls forward on: the model in its memory format, compiled if asked. The
+    uncompiled `model` stays the owner of the weights (state_dicts without wrapper prefixes)."""
+    if channels_last(runtime, device):
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if runtime.compile else model
+
+
+# ---------------------------------------------------------------- data
+
+class TrainData:
+    """The per-image CPU data path: PK batches of decoded, augmented images moved to `device`.
+
+    Anything with the same four methods (iterate `(images, pids)` on the device, `__len__`,
+    `set_epoch`, `state_dict`/`load_state_dict`) can replace it, e.g. a uint8 image cache augmented
+    batch-wise on the GPU.
+    """
+
+    def __init__(self, items: list, recipe: ReIDRecipe, device: torch.device):
+        from mot_reid.reid.datasets import ImageDataset
+        from mot_reid.reid.transforms import build_train_transform
+
+        self.device = device
+        self.sampler = PKSampler([pid for _, pid, _ in items], recipe.data.ids_per_batch,
+                                 recipe.data.images_per_id, seed=recipe.solver.seed)
+        # Workers are restarted every epoch (not persistent) so their seeds come from the main RNG,
+        # which a checkpoint restores: augmentation after a resume matches an uninterrupted run.
+        self.loader = DataLoader(ImageDataset(items, build_train_transform(recipe.input)),
+                                 batch_sampler=self.sampler, num_workers=recipe.data.num_workers,
+                                 pin_memory=device.type == "cuda")
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, pids, _camids, _index in self.loader:
+            yield images.to(self.device, non_blocking=True), pids.to(self.device, non_blocking=True)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- one step
+
+def train_step(net: torch.nn.Module, criterion: ReIDLoss, optimizer: torch.optim.Optimizer,
+               center_optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler,
+               images: torch.Tensor, pids: torch.Tensor, autocast: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Forward, the three losses in float32, backward, both optimizer steps. Returns detached loss
+    parts (still on the device: no sync per step)."""
+    optimizer.zero_grad(set_to_none=True)
+    if center_optimizer is not None:
+        center_optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(images.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        logits, feat = net(images)
+    loss, parts = criterion(logits, feat, pids)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    if center_optimizer is not None:
+        # The centers' gradient carries the loss weight (5e-4); undo it so their SGD moves at center_lr.
+        scaler.unscale_(center_optimizer)
+        for param in criterion.center.parameters():
+            param.grad.mul_(1.0 / criterion.cfg.center_weight)
+        scaler.step(center_optimizer)
+    scaler.update()
+    out = {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+    out["acc"] = (logits.detach().argmax(1) == pids).float().mean()
+    return out
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def rng_state() -> dict:
+    """Every RNG the run draws from, as plain tensors/lists (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save through a temp file + rename: a kill mid-write leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_resumable(ckpt: dict, recipe: ReIDRecipe, num_classes: int, path: Path) -> None:
+    """The checkpoint must be of the same architecture and dataset size as the recipe asks for."""
+    theirs = {k: v for k, v in ckpt["recipe"]["model"].items() if k != "pretrained"}
+    ours = {k: v for k, v in config.to_dict(recipe.model).items() if k != "pretrained"}
+    if theirs != ours:
+        diff = ", ".join(f"{k}: {theirs.get(k)!r} vs {ours.get(k)!r}" for k in ours if theirs.get(k) != ours.get(k))
+        raise UserError(f"{path} was trained with another architecture ({diff} in checkpoint vs recipe)")
+    if int(ckpt["num_classes"]) != num_classes:
+        raise UserError(f"{path} was trained on {ckpt['num_classes']} identities; this dataset has {num_classes}")
+    old, new = ckpt["recipe"], config.to_dict(recipe)
+    changed = [f"{s}.{k}" for s in new if isinstance(new[s], dict) for k in new[s]
+               if s != "model" and old.get(s, {}).get(k) != new[s][k]]
+    if changed:
+        logger.warning("resuming with recipe keys changed since the checkpoint: %s", ", ".join(changed))
+
+
+# ---------------------------------------------------------------- evaluation
+
+def run_evaluation(model: ReIDModel, dataset, recipe: ReIDRecipe, device: torch.device) -> dict:
+    from mot_reid.reid.evaluate import evaluate_model
+
+    metrics = evaluate_model(model, dataset, recipe, device, feat=recipe.test.feat, rerank=recipe.test.rerank)
+    model.train()
+    return metrics
+
+
+def summarise_eval(metrics: dict, epoch: int) -> dict:
+    keep = {k: float(metrics[k]) for k in ("rank1", "rank5", "rank10", "mAP", "mINP") if k in metrics}
+    cmc = [float(v) for v in list(metrics.get("cmc", []))[:50]]  # the head of the curve is what is plotted
+    return {"epoch": epoch, **keep, "cmc": cmc}
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Path, resume: bool = False,
+          dataset=None, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train `recipe` on the dataset at `data_root` (or an already loaded `dataset`), writing into
+    `output_dir`: checkpoint.pt, model.pt, config.yaml, history.json, PNG plots. Returns the history.
+
+    `on_step(epoch, step)` is called after every optimizer step (a hook for tests and tools).
+    """
+    output_dir = Path(output_dir)
+    ckpt_path = output_dir / CHECKPOINT
+    if resume and not ckpt_path.is_file():
+        raise UserError(f"nothing to resume: {ckpt_path} does not exist")
+    if not resume and ckpt_path.is_file():
+        raise UserError(f"{output_dir} already holds a training run; pass --resume to continue it "
+                        "or pick another --output")
+    if dataset is None:
+        from mot_reid.reid.datasets import load_dataset
+
+        dataset = load_dataset(data_root, recipe.data.dataset)
+    if not dataset.train:
+        raise UserError(f"the dataset at {dataset.root} has no training images")
+    num_classes = dataset.num_train_pids
+    solver = recipe.solver
+    device = resolve_device(recipe.runtime.device)
+    logger.info("%s", dataset.summary() if hasattr(dataset, "summary") else f"{len(dataset.train)} training images")
+
+    ckpt = None
+    if resume:
+        ckpt = read_checkpoint(ckpt_path)
+        check_resumable(ckpt, recipe, num_classes, ckpt_path)
+        recipe.model.pretrained = "none"  # the checkpoint's weights replace any initialisation
+    seed_everything(solver.seed)
+    model = build_model(recipe.model, num_classes).to(device)
+    criterion = ReIDLoss(recipe.loss, num_classes, model.feat_dim).to(device)
+    optimizer = build_optimizer(model, solver)
+    center_optimizer = (torch.optim.SGD(criterion.center.parameters(), lr=recipe.loss.center_lr)
+                        if criterion.center is not None else None)
+    scheduler = build_scheduler(optimizer, solver)
+    autocast = amp_dtype(recipe.runtime, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
+    data = TrainData(dataset.train, recipe, device)
+    history: dict = {"epochs": [], "evals": []}
+    start_epoch = 0
+
+    if ckpt is not None:
+        load_state(model, ckpt["model"], str(ckpt_path))
+        criterion.load_state_dict(ckpt["criterion"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if center_optimizer is not None:
+            center_optimizer.load_state_dict(ckpt["center_optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        data.load_state_dict(ckpt["sampler"])
+        set_rng_state(ckpt["rng"])
+        history = ckpt["history"]
+        start_epoch = int(ckpt["epoch"])
+        logger.info("resuming %s after epoch %d", ckpt_path, start_epoch)
+    del ckpt
+
+    net = prepare_network(model, recipe.runtime, device)
+    memory_format = torch.channels_last if channels_last(recipe.runtime, device) else torch.contiguous_format
+    can_evaluate = bool(dataset.query) and bool(dataset.gallery)
+    config.save(recipe, output_dir / "config.yaml")
+
+    def checkpoint(epoch: int) -> None:
+        save_atomic({
+            "format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": num_classes,
+            "model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
+            "center_optimizer": center_optimizer.state_dict() if center_optimizer is not None else None,
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+            "sampler": data.state_dict(), "rng": rng_state(), "history": history,
+        }, ckpt_path)
+
+    for epoch in range(start_epoch, solver.epochs):
+        data.set_epoch(epoch)
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        sums: dict[str, torch.Tensor] = {}
+        steps, images_seen, started = 0, 0, time.perf_counter()
+        bar = progress(total=len(data), desc=f"epoch {epoch + 1}/{solver.epochs}", unit="batch")
+        for step, (images, pids) in enumerate(data):
+            images = images.contiguous(memory_format=memory_format)
+            parts = train_step(net, criterion, optimizer, center_optimizer, scaler, images, pids, autocast)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0) + value
+            steps, images_seen = steps + 1, images_seen + len(pids)
+            if on_step is not None:
+                on_step(epoch, step)
+            bar.update()
+            if step % 10 == 0 or step == len(data) - 1:  # .item() syncs the device: not every step
+                bar.set_postfix({k: f"{v.item() / steps:.3f}" for k, v in sums.items()} | {"lr": f"{lr:.2e}"})
+        bar.close()
+        scheduler.step()
+        seconds = time.perf_counter() - started
+        means = {k: v.item() / max(steps, 1) for k, v in sums.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise UserError(f"training diverged at epoch {epoch + 1} (loss {means.get('loss')}); lower solver.lr")
+        history["epochs"].append({"epoch": epoch + 1, "lr": lr, **means, "seconds": seconds,
+                                  "images_per_s": images_seen / max(seconds, 1e-9)})
+        logger.info("epoch %d/%d: %s lr %.2e, %.0f images/s", epoch + 1, solver.epochs,
+                    " ".join(f"{k} {v:.4f}" for k, v in means.items()), lr, images_seen / max(seconds, 1e-9))
+
+        last = epoch + 1 == solver.epochs
+        if can_evaluate and solver.eval_every > 0 and ((epoch + 1) % solver.eval_every == 0 or last):
+            result = summarise_eval(run_evaluation(model, dataset, recipe, device), epoch + 1)
+            history["evals"].append(result)
+            logger.info("epoch %d evaluation: rank-1 %.1f%% mAP %.1f%% mINP %.1f%%", epoch + 1,
+                        100 * result.get("rank1", 0), 100 * result.get("mAP", 0), 100 * result.get("mINP", 0))
+        if last or (solver.checkpoint_every > 0 and (epoch + 1) % solver.checkpoint_every == 0):
+            checkpoint(epoch + 1)
+
+    finish(output_dir, recipe, model, num_classes, history)
+    return history
+
+
+def finish(output_dir: Path, recipe: ReIDRecipe, model: ReIDModel, num_classes: int, history: dict) -> None:
+    """The final model file, history with provenance, and the plots."""
+    from mot_reid.reid.plots import plot_history
+
+    epochs = history["epochs"][-1]["epoch"] if history["epochs"] else 0
+    save_atomic({"format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": num_classes,
+                 "model": model.state_dict(), "epoch": epochs}, output_dir / FINAL_MODEL)
+    write_json(output_dir / "history.json", {**history, "versions": versions()})
+    for path in plot_history(history, output_dir):
+        logger.info("wrote %s", path)
+    logger.info("final model: %s", output_dir / FINAL_MODEL)
