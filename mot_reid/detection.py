@@ -69,13 +69,17 @@ class YoloDetector:
         self.device = device
         self.settings = settings
         self.info = {"kind": "yolo", "weights": str(weights)}
+        self._precision = {}
+        if settings.half and device.startswith("cuda"):
+            from ultralytics.cfg import DEFAULT_CFG_DICT
+
+            # Ultralytics 8.4 replaced `half` by `quantize`; older releases only know `half`.
+            self._precision = {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
 
     def __call__(self, frames: list[np.ndarray], indices: list[int]) -> list[Detections]:
         s = self.settings
-        results = self.model.predict(
-            frames, conf=s.conf, iou=s.iou, imgsz=s.imgsz, classes=s.classes or None, device=self.device,
-            half=s.half and self.device.startswith("cuda"), verbose=False,
-        )
+        results = self.model.predict(frames, conf=s.conf, iou=s.iou, imgsz=s.imgsz, classes=s.classes or None,
+                                     device=self.device, verbose=False, **self._precision)
         out = []
         for r in results:
             boxes = r.boxes

@@ -125,7 +125,7 @@ class FrameSource:
                 self.frames_read += 1
                 if not self._put(q, Frame(index, image)):
                     break
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which stops cleanly
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which stops cleanly
             self._put(q, exc)
         finally:
             self._put(q, _END)

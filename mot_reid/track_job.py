@@ -1,0 +1,85 @@
+"""One `mot-reid track` job: config -> source, models and tracker -> run -> tracks.json (+ MOT txt, MP4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mot_reid import config
+from mot_reid.detection import DetectorSettings, HogDetector, build_detector
+from mot_reid.embedding import build_embedder
+from mot_reid.log import logger
+from mot_reid.outputs import VideoWriter, tracks_document, write_mot_txt, write_tracks_json
+from mot_reid.pipeline import Pipeline, RunResult, resolve_device
+from mot_reid.pipeline_config import PipelineConfig
+from mot_reid.provenance import versions
+from mot_reid.sources import FrameSource, open_source
+from mot_reid.tracker_config import load_tracker_config
+
+
+@dataclass
+class Models:
+    pipeline: Pipeline
+    detector_info: dict
+    embedder_info: dict
+
+
+def build_models(cfg: PipelineConfig) -> Models:
+    """Detector and embedder as the config asks (auto choices resolved, fallbacks recorded)."""
+    device = resolve_device(cfg.device)
+    d = cfg.detector
+    settings = DetectorSettings(conf=d.conf, iou=d.iou, imgsz=d.imgsz, classes=list(d.classes), half=d.half)
+    detector = build_detector(d.weights, str(device), settings, detections=d.detections)
+    if isinstance(detector, HogDetector):
+        detector.upscale = d.hog_upscale
+    embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint)
+    if embedder is not None:
+        embedder.max_crops = cfg.embedder.max_crops
+    embedder_info = embedder.info if embedder is not None else {"kind": "none", "requested": cfg.embedder.weights}
+    return Models(Pipeline(detector, embedder, device, batch=d.batch), dict(detector.info), dict(embedder_info))
+
+
+def split_overrides(pairs: list[str] | None) -> tuple[list[str], list[str]]:
+    """`--set` pairs for the pipeline config and, with the `tracker.` prefix removed, for the tracker."""
+    pipeline, tracker = [], []
+    for pair in pairs or []:
+        (tracker.append(pair[len("tracker."):]) if pair.startswith("tracker.") else pipeline.append(pair))
+    return pipeline, tracker
+
+
+def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, tracker_overrides: list[str] | None = None,
+          mot_txt: str | Path | None = None, save_video: str | Path | None = None, show_progress: bool = True,
+          models: Models | None = None) -> tuple[RunResult, dict]:
+    """Track `source` and write the outputs; returns the run result and the tracks.json document."""
+    from trackers import DeepSort
+
+    frames = source if isinstance(source, FrameSource) else open_source(source, queue_size=cfg.queue_size)
+    tracker_cfg = load_tracker_config(cfg.tracker, tracker_overrides)
+    models = models or build_models(cfg)
+    info = frames.info
+    tracker = DeepSort(tracker_cfg, frame_rate=info.fps)
+    logger.info("tracking %s (%s, %dx%d @ %.1f fps) with detector %s, embedder %s, device %s", info.path, info.kind,
+                info.width, info.height, info.fps, models.detector_info["kind"], models.embedder_info["kind"],
+                models.pipeline.device)
+    video = VideoWriter(save_video, info.fps, (info.width, info.height), cfg.trail) if save_video else None
+    try:
+        result = models.pipeline.run(frames, tracker, max_frames=cfg.max_frames, video=video,
+                                     show_progress=show_progress)
+    finally:
+        if video is not None:
+            video.close(keep=True)
+    source_meta = {**info.to_dict(), "frames_read": result.frames, "frames_skipped": frames.skipped,
+                   "dropped": frames.dropped}
+    document = tracks_document(
+        result.collector, source=source_meta, config=config.to_dict(cfg), versions=versions(),
+        detector=models.detector_info, embedder=models.embedder_info,
+        tracker={"name": str(cfg.tracker), "config": config.to_dict(tracker_cfg)},
+        complete=result.complete, summary=result.summary(),
+    )
+    write_tracks_json(out, document)
+    if mot_txt:
+        write_mot_txt(mot_txt, result.collector.mot_rows())
+    if frames.skipped:
+        logger.warning("%d corrupt frames were skipped", frames.skipped)
+    logger.info("%s", result.summary_line())
+    return result, document
