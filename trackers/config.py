@@ -40,6 +40,9 @@ class TrackerConfig:
     appearance_weight: float = 1.0  # lambda: cost = lambda * cosine + (1 - lambda) * Mahalanobis
     matching: Literal["cascade", "global"] = "cascade"  # cascade by time since update, or one matching
     max_iou_distance: float = 0.7  # IoU-stage matches above 1 - IoU are rejected
+    # Motion-only first stage (no features): confirmed tracks matched by gated IoU. Not a DeepSORT
+    # constant (DeepSORT always has features); 0.9 measured best on PETS09-S2L1 and TUD-Campus.
+    motion_max_iou_distance: float = 0.9
     second_association: bool = False  # ByteTrack-style: low-score boxes may extend unmatched tracks
     low_score_threshold: float = 0.1  # lowest score used by the second association
     second_max_iou_distance: float = 0.5
@@ -57,6 +60,7 @@ class TrackerConfig:
             "appearance_weight": 0.0 <= self.appearance_weight <= 1.0,
             "max_cosine_distance": 0.0 <= self.max_cosine_distance <= 2.0,
             "max_iou_distance": 0.0 <= self.max_iou_distance <= 1.0,
+            "motion_max_iou_distance": 0.0 <= self.motion_max_iou_distance <= 1.0,
             "second_max_iou_distance": 0.0 <= self.second_max_iou_distance <= 1.0,
             "gating_threshold": self.gating_threshold > 0,
             "std_weight_position": self.std_weight_position > 0,

@@ -146,7 +146,7 @@ class DeepSort:
                 cost_c, max_cost = gate(appearance, maha, cfg.gating_threshold, cfg.appearance_weight), \
                     cfg.max_cosine_distance
             else:  # motion only: the first stage matches confirmed tracks by gated IoU
-                cost_c, max_cost = gate(iou_cost[rows_c], maha, cfg.gating_threshold), cfg.max_iou_distance
+                cost_c, max_cost = gate(iou_cost[rows_c], maha, cfg.gating_threshold), cfg.motion_max_iou_distance
             cost = np.full((n_tracks, n_dets), np.inf)
             cost[rows_c] = cost_c
             if cfg.matching == "cascade":

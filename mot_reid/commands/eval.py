@@ -1,15 +1,55 @@
-"""`mot-reid eval`: not built yet (issue #3)."""
+"""`mot-reid eval`: track MOT Challenge sequences and score them with TrackEval."""
 
 from __future__ import annotations
 
-from mot_reid.commands import not_built
+import sys
+import time
+from pathlib import Path
 
 HELP = "Run the tracker over MOT Challenge sequences and score it with TrackEval (HOTA, IDF1, MOTA)."
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("sequences", nargs="+", metavar="SEQ_OR_ROOT",
+                        help="a sequence folder (with seqinfo.ini) or a folder of sequences, e.g. MOT17/train")
+    parser.add_argument("--detections", choices=("public", "yolo"), default="public",
+                        help="public: each sequence's det/det.txt (default); yolo: the video pipeline's detector")
+    parser.add_argument("--tracker", default="deepsort", metavar="NAME|PATH",
+                        help="tracker config: a name in configs/tracker (deepsort, strongsort) or a YAML path")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a tracker config key, e.g. --set max_age=60 (repeatable)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the scores to this JSON file")
+    parser.add_argument("--out-dir", type=Path, metavar="DIR",
+                        help="where result files and the resolved config go (default runs/eval-<timestamp>)")
 
 
 def run(args) -> int:
-    return not_built("eval", 3)
+    from mot_reid import atomic, config
+    from mot_reid.log import logger, progress
+    from mot_reid.mot_data import find_sequences, write_mot_results
+    from mot_reid.mot_eval import format_table, public_detection_results, score_results
+    from mot_reid.provenance import versions
+    from mot_reid.tracker_config import load_tracker_config
+
+    if args.detections == "yolo":
+        print("mot-reid eval: --detections yolo needs the video pipeline, which is not built yet", file=sys.stderr)
+        return 2
+    cfg = load_tracker_config(args.tracker, args.set)
+    sequences = find_sequences(args.sequences)
+    out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
+    data_dir = out_dir / "data"
+    result_files = {}
+    for seq in progress(sequences, desc="tracking", unit="seq"):
+        rows = public_detection_results(seq, cfg)
+        result_files[seq.name] = write_mot_results(data_dir / f"{seq.name}.txt", rows)
+    config.save(cfg, out_dir / "tracker.yaml")
+    scores = score_results(sequences, result_files)
+    print(format_table(scores))
+    report = {"scores": scores, "tracker": config.to_dict(cfg), "tracker_source": str(args.tracker),
+              "detections": args.detections, "sequences": {s.name: str(s.path) for s in sequences},
+              "versions": versions()}
+    atomic.write_json(out_dir / "eval.json", report)
+    if args.json:
+        atomic.write_json(args.json, scores)
+    logger.info("results, tracker.yaml and eval.json in %s", out_dir)
+    return 0
