@@ -180,11 +180,10 @@ def iterable_source(frames: Iterable[np.ndarray], fps: float = 30.0, name: str =
 
 def _folder(path: Path, fps: float | None, queue_size: int) -> FrameSource:
     """A MOT sequence folder (img1/ or its single video file), or a plain folder of images."""
-    seq_fps = fps or _seqinfo_fps(path)
-    img1 = path / "img1"
-    if img1.is_dir():
-        path = img1
-        seq_fps = seq_fps or _seqinfo_fps(img1.parent)
+    if (path / "img1").is_dir():
+        path = path / "img1"
+    # seqinfo.ini sits beside img1/ in the MOT layout.
+    seq_fps = fps or _seqinfo_fps(path) or (_seqinfo_fps(path.parent) if path.name == "img1" else None)
     images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if images:
         return _images(images, str(path), seq_fps or 30.0, queue_size)

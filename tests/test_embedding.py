@@ -1,0 +1,90 @@
+"""The batched roi_align embedder: crops match a plain cut-and-resize, features are L2-normalised per box."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mot_reid.embedding import Embedder, build_embedder, torchvision_embedder
+from mot_reid.errors import UserError
+from mot_reid.reid.osnet import IMAGENET_MEAN, IMAGENET_STD
+
+
+@pytest.fixture(scope="module")
+def frames():
+    cap = cv2.VideoCapture("assets/pets09_s2l1_demo.mp4")
+    out = np.stack([cap.read()[1] for _ in range(2)])
+    cap.release()
+    return out
+
+
+BOXES = [np.array([[548, 221, 615, 355], [100.5, 200, 140, 300]], np.float32), np.zeros((0, 4), np.float32)]
+
+
+def _embedder():
+    torch.manual_seed(0)
+    return torchvision_embedder("cpu", weights=None, arch="resnet18")
+
+
+def test_roi_align_crop_matches_cut_and_resize(frames):
+    emb = _embedder()
+    crops = emb.crops(torch.from_numpy(frames), BOXES)
+    assert crops.shape == (2, 3, 256, 128)
+    x1, y1, x2, y2 = BOXES[0][0].astype(int)
+    ref = cv2.resize(frames[0][y1:y2, x1:x2], (128, 256), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+    ref = (ref - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    got = crops[0].permute(1, 2, 0).numpy()
+    assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.95
+
+
+def test_features_per_frame_normalised_and_batch_independent(frames):
+    emb = _embedder()
+    feats = emb(torch.from_numpy(frames), BOXES)
+    assert [f.shape for f in feats] == [(2, 512), (0, 512)]
+    np.testing.assert_allclose(np.linalg.norm(feats[0], axis=1), 1.0, atol=1e-5)
+    alone = emb(torch.from_numpy(frames[:1]), [BOXES[0][1:]])[0]
+    np.testing.assert_allclose(alone[0], feats[0][1], atol=1e-4)  # eval mode: no batch coupling
+
+
+def test_boxes_outside_the_frame_are_clipped(frames):
+    emb = _embedder()
+    inside = emb.crops(torch.from_numpy(frames[:1]), [np.array([[700, 500, 768, 576]], np.float32)])
+    outside = emb.crops(torch.from_numpy(frames[:1]), [np.array([[700, 500, 900, 700]], np.float32)])
+    torch.testing.assert_close(inside, outside, atol=1e-3, rtol=0)
+
+
+def test_no_boxes_anywhere_skips_the_model(frames):
+    calls = []
+    emb = Embedder(lambda x: calls.append(x) or x.mean((2, 3)), (256, 128), "cpu")
+    assert [f.shape[0] for f in emb(torch.from_numpy(frames), [np.zeros((0, 4))] * 2)] == [0, 0]
+    assert calls == []
+
+
+def test_reid_choices(tmp_path, monkeypatch):
+    assert build_embedder("none", "cpu") is None
+    with pytest.raises(UserError, match="not found"):
+        build_embedder(str(tmp_path / "missing.pth"), "cpu")
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read"):
+        build_embedder(str(tmp_path / "bad.pth"), "cpu")
+    monkeypatch.setenv("MOT_REID_CHECKPOINT", str(tmp_path / "gone.pth"))
+    with pytest.raises(UserError, match="configured ReID checkpoint not found"):
+        build_embedder("auto", "cpu")
+
+
+def test_auto_without_checkpoint_offline_is_motion_only(monkeypatch, caplog):
+    from mot_reid.detection import online
+    from mot_reid.embedding import _torchvision_cached
+
+    monkeypatch.delenv("MOT_REID_CHECKPOINT", raising=False)
+    if _torchvision_cached() or online(host="download.pytorch.org"):
+        pytest.skip("ImageNet ResNet50 is available here; auto would use it")
+    assert build_embedder("auto", "cpu") is None
+    assert any("motion only" in r.getMessage() for r in caplog.records)
+
+
+def test_osnet_file_via_auto_checkpoint(shared_data):
+    emb = build_embedder("auto", "cpu", auto_checkpoint=str(shared_data / "weights/osnet_x0_25_msmt17.pth"))
+    assert emb.info["kind"] == "osnet"
