@@ -119,8 +119,9 @@ class DeepSort:
         for row in unmatched_tracks:
             self.tracks[row].miss()
 
-        reported = self._report(matched_det, strong, weak)
         self._start_tracks(strong.take(unmatched_dets))
+        matched_det = np.concatenate([matched_det, unmatched_dets.astype(np.int64)])  # new rows: their boxes
+        reported = self._report(matched_det, strong, weak)
         self._drop_deleted()
         return reported
 
