@@ -1,0 +1,112 @@
+"""Training end to end on tiny generated images: exact kill-and-resume, outputs, refusals, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mot_reid import config
+from mot_reid.cli import main
+from mot_reid.errors import UserError
+from mot_reid.reid.model import load_checkpoint_model
+from mot_reid.reid.recipe import ReIDRecipe
+from mot_reid.reid.train import train
+
+TINY = [
+    "model.backbone=resnet18", "model.pretrained=none", "input.size=[32,16]", "input.padding=2",
+    "data.dataset=folder", "data.ids_per_batch=3", "data.images_per_id=2", "data.num_workers=0",
+    "solver.epochs=4", "solver.warmup_epochs=2", "solver.milestones=[3]", "solver.checkpoint_every=2",
+    "solver.eval_every=0", "runtime.device=cpu",
+]
+
+
+def make_folder_dataset(root, ids: int = 7, per_id: int = 3, seed: int = 0):
+    """`train/PID_cCAM_N.jpg` people-sized images, one colour per identity plus noise; a few
+    identities with a single image (sampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    for split, pids, cam in (("train", range(ids), 1), ("query", range(100, 103), 1), ("gallery", range(100, 103), 2)):
+        (root / split).mkdir(parents=True)
+        for pid in pids:
+            colour = rng.integers(0, 256, 3)
+            for i in range(1 if pid % 4 == 3 else per_id):
+                pixels = np.clip(colour + rng.normal(0, 40, (40, 20, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / f"{pid:04d}_c{cam}_{i:03d}.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_folder_dataset(tmp_path_factory.mktemp("reid") / "data")
+
+
+def recipe(*extra: str) -> ReIDRecipe:
+    return config.load(ReIDRecipe, None, [*TINY, *extra])
+
+
+class Kill(KeyboardInterrupt):
+    """What Ctrl-C / a kill raises in the middle of a step."""
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(data_root, tmp_path):
+    full = train(recipe(), data_root, tmp_path / "full")
+
+    def kill_in_third_epoch(epoch, step):
+        if epoch == 2 and step == 1:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train(recipe(), data_root, tmp_path / "killed", on_step=kill_in_third_epoch)
+    leftovers = [p.name for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no half-written temp files
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed = train(recipe(), data_root, tmp_path / "killed", resume=True)
+
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [e["loss"] for e in resumed["epochs"]] == [e["loss"] for e in full["epochs"]]
+    assert [e["lr"] for e in full["epochs"]] == pytest.approx([3.5e-6, 3.5e-4 * 0.505, 3.5e-4, 3.5e-5])
+
+
+def test_outputs_and_final_model(data_root, tmp_path):
+    train(recipe("solver.epochs=2"), data_root, tmp_path / "run")
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"checkpoint.pt", "model.pt", "config.yaml", "history.json", "losses.png", "lr.png"} <= names
+    model, saved = load_checkpoint_model(tmp_path / "run" / "model.pt")
+    assert saved.model.backbone == "resnet18" and saved.input.size == (32, 16)
+    assert model.extract(torch.randn(2, 3, 32, 16)).shape == (2, 512)
+    assert config.load(ReIDRecipe, tmp_path / "run" / "config.yaml") == saved
+
+
+def test_refusals(data_root, tmp_path):
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(recipe(), data_root, tmp_path / "none", resume=True)
+    train(recipe("solver.epochs=1"), data_root, tmp_path / "run")
+    with pytest.raises(UserError, match="already holds a training run"):
+        train(recipe("solver.epochs=1"), data_root, tmp_path / "run")
+    with pytest.raises(UserError, match="another architecture"):
+        train(recipe("solver.epochs=2", "model.backbone=resnet34"), data_root, tmp_path / "run", resume=True)
+    with pytest.raises(UserError, match="identities"):
+        train(recipe("data.ids_per_batch=16"), data_root, tmp_path / "big")
+
+
+def run_cli(capsys, *args):
+    code = main(["train", *args])
+    return code, capsys.readouterr()
+
+
+def test_cli_trains_and_reports_errors_in_one_line(data_root, tmp_path, capsys):
+    sets = ["--set", *[s for s in TINY if not s.startswith("data.dataset")], "solver.epochs=1"]
+    code, out = run_cli(capsys, "--config", "cpu_resnet18", "--data", str(data_root), "--dataset", "folder",
+                        "--output", str(tmp_path / "cli"), *sets)
+    assert code == 0 and "model.pt" in out.out
+    (tmp_path / "empty").mkdir()
+    for args in (["--data", str(tmp_path / "empty"), "--dataset", "folder"],
+                 ["--data", str(data_root), "--dataset", "folder", "--set", "solver.no_such_key=1"],
+                 ["--data", str(data_root), "--dataset", "nonsense"]):
+        code, out = run_cli(capsys, "--config", "cpu_resnet18", "--output", str(tmp_path / "x"), *args)
+        assert code == 2 and len(out.err.strip().splitlines()) == 1, out.err
