@@ -8,8 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from mot_reid.detection import (DetectorSettings, FileDetections, HogDetector, YoloDetector, build_detector,
-                                find_local_weights, online)
+from mot_reid.detection import (
+    DetectorSettings,
+    FileDetections,
+    HogDetector,
+    YoloDetector,
+    build_detector,
+    find_local_weights,
+    online,
+)
 from mot_reid.errors import UserError
 
 

@@ -1,0 +1,69 @@
+"""`mot-reid track` as a user runs it: bad input in one line (exit 2), Ctrl-C in a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mot_reid.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p / "missing.mp4", "source not found"),
+    (lambda p: (p / "bad.avi").write_bytes(b"\x01" * 4096) and p / "bad.avi", "cannot decode video"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "no images or video"),
+])
+def test_bad_source_is_one_line_exit_2(tmp_path, capsys, make, match):
+    code = main(["track", str(make(tmp_path)), "--out", str(tmp_path / "t.json"), "--reid", "none",
+                 "--detector", "hog"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and match in err[0] and err[0].startswith("mot-reid track: error:")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_bad_options_are_one_line_exit_2(tmp_path, capsys):
+    demo = str(REPO / "assets/pets09_s2l1_demo.mp4")
+    for extra, match in ((["--device", "cuda:7"], "cuda"), (["--reid", str(tmp_path / "x.pth")], "not found"),
+                         (["--set", "detector.nope=1"], "unknown config key"),
+                         (["--tracker", "nosuch"], "unknown tracker config")):
+        code = main(["track", demo, "--out", str(tmp_path / "t.json"), "--detector", "hog", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and match in err[0], (extra, err)
+
+
+def test_max_frames_and_mot_txt(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    code = main(["track", str(REPO / "assets/pets09_s2l1_demo.mp4"), "--out", str(out), "--detector", "hog",
+                 "--reid", "none", "--max-frames", "4", "--mot-txt", str(tmp_path / "m.txt"), "--no-progress",
+                 "--set", "tracker.n_init=1"])
+    doc = json.loads(out.read_text())
+    assert code == 0 and doc["complete"] and doc["summary"]["frames"] == 4 and doc["detector"]["kind"] == "hog"
+    assert doc["tracker"]["config"]["n_init"] == 1 and doc["config"]["max_frames"] == 4
+    assert "4 frames" in capsys.readouterr().err  # the one-line summary
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_real_process_leaves_valid_incomplete_json(tmp_path):
+    out = tmp_path / "t.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mot_reid.cli", "track", str(REPO / "assets/pets09_s2l1_demo.mp4"), "--out", str(out),
+         "--detector", "hog", "--reid", "none", "--no-progress", "--set", "detector.batch=1"],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    for line in proc.stderr:  # wait until the models are loaded and frames flow
+        if line.startswith("INFO: tracking"):
+            break
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[1]
+    doc = json.loads(out.read_text())
+    assert proc.returncode == 130, rest
+    assert doc["complete"] is False and 0 < doc["summary"]["frames"] < 120
+    assert "interrupted" in rest
