@@ -1,0 +1,249 @@
+"""Multi-GPU / multi-node training with torchrun and DistributedDataParallel.
+
+Launch (one process per GPU; torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT):
+
+    torchrun --nproc_per_node=4 -m mot_reid.cli train --config configs/reid/<recipe>.yaml --data ROOT
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d \\
+             --rdzv_endpoint=HOST:29500 -m mot_reid.cli train ...        # on every node
+
+Design:
+- Batches: the recipe's P x K is the GLOBAL batch (the size the paper's LR was tuned for); each
+  rank trains on P/world whole identities x K images of it, so the batch-hard triplet loss sees
+  complete identities (K-1 positives per anchor) on every rank. All ranks draw the same global
+  schedule from (seed, epoch), so they stay in step and together cover each identity once per epoch.
+- Gradients are averaged by DDP; because every rank's batch has the same size, the averaged ID and
+  center-loss gradients equal the single-process ones over the global batch. The center loss's
+  centers are not in the DDP model: average their gradients with `average_gradients` before the
+  center optimizer steps (or the ranks' centers drift apart).
+- BatchNorm: on CUDA with more than one rank, `prepare_model` converts every BatchNorm (backbone
+  and BNNeck) to SyncBatchNorm, so statistics come from the global batch as on one GPU; the BNNeck
+  would otherwise normalise with P/world x K samples per rank (8 at P=16 on 8 GPUs). Its frozen bias
+  stays frozen (the conversion reuses the same Parameter). gloo/CPU has no SyncBatchNorm kernel:
+  there each rank normalises its own batch and DDP broadcasts rank 0's running statistics.
+- Checkpoints: rank 0 writes (`save_on_main`), every rank waits, and every rank can load the file;
+  augmentations are reseeded from (seed, rank, epoch) so a resume needs no per-rank RNG states.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mot_reid.atomic import atomic_path
+from mot_reid.errors import UserError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def init_from_env(device_type: str | None = None) -> DistContext:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK);
+    a plain single process when WORLD_SIZE is unset or 1.
+
+    Backend: nccl when the training device is CUDA, gloo otherwise. `device_type` defaults to cuda
+    when it is available. On CUDA the process binds to GPU `LOCAL_RANK`.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    if world_size <= 1:
+        return DistContext()
+    if dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("distributed training on CUDA was asked for, but CUDA is not available here")
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
+                            "lower --nproc_per_node")
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group("gloo")  # rank and world size come from RANK / WORLD_SIZE (env://)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+
+
+def device_for(ctx: DistContext, name: str = "auto") -> torch.device:
+    """The training device of this rank: `cuda:LOCAL_RANK` for CUDA under DDP, else `name` resolved."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and ctx.distributed:
+        return torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if _active() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if _active() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a plain single process): the one that logs, evaluates and writes files."""
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    if _active() and get_world_size() > 1:
+        dist.barrier()
+
+
+# ---------------------------------------------------------------- batches
+
+def ids_per_rank(ids_per_batch: int, world_size: int) -> int:
+    """P per rank for a global P: whole identities only, and at least 2 (batch-hard mining needs negatives)."""
+    if ids_per_batch % world_size:
+        raise UserError(f"data.ids_per_batch={ids_per_batch} cannot be split into whole identities over "
+                        f"{world_size} processes; use a multiple of {world_size}")
+    per_rank = ids_per_batch // world_size
+    if per_rank < 2:
+        raise UserError(f"data.ids_per_batch={ids_per_batch} over {world_size} processes leaves {per_rank} "
+                        "identity per process; the triplet loss needs at least 2: raise data.ids_per_batch")
+    return per_rank
+
+
+def rank_pk_sampler(pids: Sequence[int], ids_per_batch: int, images_per_id: int, seed: int = 0,
+                    rank: int = 0, world_size: int = 1):
+    """The PK batch sampler of one rank: `ids_per_batch / world_size` whole identities x K images of
+    each global batch (the same global schedule on every rank, from seed and epoch)."""
+    from mot_reid.reid.sampler import PKSampler
+
+    return PKSampler(pids, ids_per_rank(ids_per_batch, world_size), images_per_id, seed=seed,
+                     world_size=world_size, rank=rank)
+
+
+def shard(n: int, rank: int | None = None, world_size: int | None = None) -> range:
+    """The contiguous slice of n items (e.g. evaluation images) this rank handles; `all_gather_rows` of
+    the per-rank results, in rank order, restores the original order."""
+    rank = get_rank() if rank is None else rank
+    world_size = get_world_size() if world_size is None else world_size
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+# ---------------------------------------------------------------- collectives
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's `tensor` along dim 0, in rank order; ranks may hold different row
+    counts (padded for the collective, trimmed after). Single process: the tensor itself."""
+    if not _active() or get_world_size() == 1:
+        return tensor
+    world = get_world_size()
+    count = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.int64)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    counts = [int(c.item()) for c in counts]
+    longest = max(counts)
+    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([g[:c] for g, c in zip(gathered, counts, strict=True)])
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of `tensor` over ranks (for logging losses); a copy, the input is left alone."""
+    out = tensor.detach().clone()
+    if _active() and get_world_size() > 1:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        out /= get_world_size()
+    return out
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Average `.grad` over ranks in place (parameters outside DDP, e.g. the center loss's centers)."""
+    if not _active() or get_world_size() == 1:
+        return
+    world = get_world_size()
+    for param in params:
+        if param.grad is not None:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad /= world
+
+
+# ---------------------------------------------------------------- model
+
+def prepare_model(model: nn.Module, ctx: DistContext, device: torch.device, sync_bn: str = "auto") -> nn.Module:
+    """Wrap `model` (already on `device`, channels_last/compiled as wanted) in DDP when distributed.
+
+    sync_bn: auto = SyncBatchNorm on CUDA with world > 1; on / off force it (on needs CUDA).
+    Keep a reference to the unwrapped model for state_dicts (`unwrap` gets it back too).
+    """
+    if not ctx.distributed:
+        return model
+    if sync_bn not in ("auto", "on", "off"):
+        raise UserError(f"sync_bn must be auto, on or off, got {sync_bn!r}")
+    if sync_bn == "on" or (sync_bn == "auto" and device.type == "cuda"):
+        if device.type != "cuda":
+            raise UserError("SyncBatchNorm needs CUDA; use sync_bn=off on CPU")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and/or torch.compile wrappers (state_dict keys without prefixes)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_on_main(obj, path: str | os.PathLike) -> bool:
+    """`torch.save` on rank 0 only, atomically; every rank then waits until the file is complete.
+    Returns True on the rank that wrote."""
+    wrote = False
+    if is_main_process():
+        with atomic_path(Path(path)) as tmp:
+            torch.save(obj, tmp)
+        wrote = True
+    barrier()
+    return wrote
