@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,13 @@ def add_arguments(parser) -> None:
                         help="tracker config: a name in configs/tracker (deepsort, strongsort) or a YAML path")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a tracker config key, e.g. --set max_age=60 (repeatable)")
+    parser.add_argument("--detector", default="auto", metavar="auto|hog|PATH",
+                        help="--detections yolo: YOLO weights as in `mot-reid track --detector` (default auto)")
+    parser.add_argument("--reid", default="none", metavar="none|auto|PATH",
+                        help="appearance features from the track pipeline's embedder (default none: motion only)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda:N (pipeline runs)")
+    parser.add_argument("--conf", type=float, help="detector confidence for --detections yolo (default 0.25)")
+    parser.add_argument("--imgsz", type=int, help="detector input size for --detections yolo (default 640)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the scores to this JSON file")
     parser.add_argument("--out-dir", type=Path, metavar="DIR",
                         help="where result files and the resolved config go (default runs/eval-<timestamp>)")
@@ -27,29 +33,43 @@ def run(args) -> int:
     from mot_reid import atomic, config
     from mot_reid.log import logger, progress
     from mot_reid.mot_data import find_sequences, write_mot_results
-    from mot_reid.mot_eval import format_table, public_detection_results, score_results
+    from mot_reid.mot_eval import format_table, pipeline_results, public_detection_results, score_results
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config
 
-    if args.detections == "yolo":
-        print("mot-reid eval: --detections yolo needs the video pipeline, which is not built yet", file=sys.stderr)
-        return 2
     cfg = load_tracker_config(args.tracker, args.set)
+    pipeline = _pipeline(args) if args.detections == "yolo" or args.reid != "none" else None
     sequences = find_sequences(args.sequences)
     out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     data_dir = out_dir / "data"
     result_files = {}
     for seq in progress(sequences, desc="tracking", unit="seq"):
-        rows = public_detection_results(seq, cfg)
+        if pipeline is None:
+            rows = public_detection_results(seq, cfg)
+        else:
+            rows = pipeline_results(seq, cfg, pipeline, public=args.detections == "public")
         result_files[seq.name] = write_mot_results(data_dir / f"{seq.name}.txt", rows)
     config.save(cfg, out_dir / "tracker.yaml")
     scores = score_results(sequences, result_files)
     print(format_table(scores))
     report = {"scores": scores, "tracker": config.to_dict(cfg), "tracker_source": str(args.tracker),
-              "detections": args.detections, "sequences": {s.name: str(s.path) for s in sequences},
+              "detections": args.detections, "detector": args.detector, "reid": args.reid,
+              "sequences": {s.name: str(s.path) for s in sequences},
               "versions": versions()}
     atomic.write_json(out_dir / "eval.json", report)
     if args.json:
         atomic.write_json(args.json, scores)
     logger.info("results, tracker.yaml and eval.json in %s", out_dir)
     return 0
+
+
+def _pipeline(args):
+    """The `mot-reid track` detector + embedder, built once and reused for every sequence."""
+    from mot_reid import config
+    from mot_reid.pipeline_config import PipelineConfig
+    from mot_reid.track_job import build_models
+
+    pairs = [f"detector.weights={args.detector if args.detections == 'yolo' else 'hog'}",
+             f"embedder.weights={args.reid}", f"device={args.device}"]
+    pairs += [f"detector.{k}={v}" for k, v in (("conf", args.conf), ("imgsz", args.imgsz)) if v is not None]
+    return build_models(config.load(PipelineConfig, None, pairs)).pipeline
