@@ -1,0 +1,259 @@
+"""DDP on CPU: two processes on the gloo backend, started the way torchrun starts them (env vars).
+
+One spawn runs every multi-process check (starting processes is the expensive part): the rank
+sampler's identity split, equal gradients and weights on both ranks, rank-0-only checkpoints,
+and a resume under DDP that lands on the uninterrupted run's weights.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from mot_reid.errors import UserError
+from mot_reid.reid import distributed as D
+from mot_reid.reid.device_data import BatchAugment, DeviceTrainData, ImageCache
+from mot_reid.reid.losses import CenterLoss, batch_hard_triplet_loss
+from mot_reid.reid.recipe import InputConfig
+
+WORLD = 2
+N_IDS, P, K = 24, 8, 3  # global P = 8 identities: 4 per rank
+SIZE = (16, 8)
+
+
+def _pids() -> list[int]:
+    # 1 to 5 images per identity: some need sampling with replacement (fewer than K)
+    return [pid for pid in range(N_IDS) for _ in range(1 + pid % 5)]
+
+
+class ToyReID(nn.Module):
+    """The shape of the real model in miniature: conv + BN backbone, pooled feature, BNNeck, classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.neck = nn.BatchNorm1d(6)
+        self.neck.bias.requires_grad_(False)
+        self.classifier = nn.Linear(6, N_IDS, bias=False)
+
+    def forward(self, x):
+        feat = self.backbone(x)
+        return self.classifier(self.neck(feat)), feat
+
+
+def _build(rank: int):
+    torch.manual_seed(0)  # same initial weights everywhere (DDP would broadcast rank 0's anyway)
+    model = ToyReID()
+    center = CenterLoss(N_IDS, 6)
+    ddp = D.prepare_model(model, D.DistContext(rank, WORLD, rank, "gloo"), torch.device("cpu"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    center_opt = torch.optim.SGD(center.parameters(), lr=0.5)
+    return model, ddp, center, opt, center_opt
+
+
+def _data(rank: int) -> DeviceTrainData:
+    pids = _pids()
+    images = torch.randint(0, 256, (len(pids), 3, *SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    sampler = D.rank_pk_sampler(pids, P, K, seed=3, rank=rank, world_size=WORLD)
+    augment = BatchAugment(InputConfig(size=SIZE, padding=2), "cpu")
+    return DeviceTrainData(ImageCache(images, torch.device("cpu")), pids, sampler, augment, seed=3, rank=rank)
+
+
+def _epoch(ddp, center, opt, center_opt, data, epoch, grads=None):
+    data.set_epoch(epoch)
+    for images, pids in data:
+        opt.zero_grad()
+        center_opt.zero_grad()
+        logits, feat = ddp(images)
+        loss = (nn.functional.cross_entropy(logits, pids, label_smoothing=0.1)
+                + batch_hard_triplet_loss(feat, pids, 0.3) + 5e-4 * center(feat, pids))
+        loss.backward()
+        D.average_gradients(center.parameters())
+        for param in center.parameters():
+            param.grad.mul_(1 / 5e-4)
+        if grads is not None and not grads:
+            grads.append(torch.cat([p.grad.flatten() for p in ddp.parameters() if p.grad is not None]))
+            grads.append(torch.cat([p.grad.flatten() for p in center.parameters()]))
+        opt.step()
+        center_opt.step()
+
+
+def _flat(model, center) -> torch.Tensor:
+    """Every parameter and buffer (BN running statistics included)."""
+    return torch.cat([t.detach().flatten().float() for t in [*model.state_dict().values(), *center.parameters()]])
+
+
+def _params(model, center) -> torch.Tensor:
+    return torch.cat([t.detach().flatten() for t in [*model.parameters(), *center.parameters()]])
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    ctx = D.init_from_env("cpu")
+    out = Path(out_dir)
+    try:
+        result = {"rank": ctx.rank, "world": ctx.world_size, "backend": ctx.backend, "main": D.is_main_process()}
+        pids = _pids()
+
+        # Which identities each rank trains on, per batch, for two epochs.
+        sampler = D.rank_pk_sampler(pids, P, K, seed=3, rank=rank, world_size=WORLD)
+        result["batches"] = {}
+        for epoch in (0, 1):
+            sampler.set_epoch(epoch)
+            result["batches"][epoch] = [[pids[i] for i in batch] for batch in sampler]
+
+        # Uninterrupted: two epochs; the first step's gradients must agree across ranks.
+        model, ddp, center, opt, center_opt = _build(rank)
+        data = _data(rank)
+        grads: list[torch.Tensor] = []
+        _epoch(ddp, center, opt, center_opt, data, 0, grads)
+        _epoch(ddp, center, opt, center_opt, data, 1)
+        result["grads"] = D.all_gather_rows(torch.stack([grads[0].sum(), grads[0].abs().sum(),
+                                                         grads[1].abs().sum()])[None])
+        # Parameters must agree across ranks. BN running statistics are per rank without SyncBatchNorm
+        # (DDP re-broadcasts rank 0's at every forward; checkpoints come from rank 0).
+        result["params"] = D.all_gather_rows(_params(model, center)[None])
+        result["weights"] = _flat(model, center)
+
+        # Interrupted: one epoch, checkpoint on rank 0, fresh objects load it, the second epoch.
+        model, ddp, center, opt, center_opt = _build(rank)
+        data = _data(rank)
+        _epoch(ddp, center, opt, center_opt, data, 0)
+        ckpt = out / "checkpoint.pt"
+        state = {"model": D.unwrap(ddp).state_dict(), "center": center.state_dict(), "opt": opt.state_dict(),
+                 "center_opt": center_opt.state_dict(), "data": data.state_dict()}
+        result["wrote"] = D.save_on_main(state, ckpt)
+        del model, ddp, center, opt, center_opt, data
+        model, ddp, center, opt, center_opt = _build(rank)
+        data = _data(rank)
+        loaded = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(loaded["model"])
+        center.load_state_dict(loaded["center"])
+        opt.load_state_dict(loaded["opt"])
+        center_opt.load_state_dict(loaded["center_opt"])
+        data.load_state_dict(loaded["data"])
+        _epoch(ddp, center, opt, center_opt, data, 1)
+        result["resumed"] = _flat(model, center)
+
+        # Features of different lengths per rank come back whole and in rank order.
+        mine = torch.full((3 + 2 * rank, 2), float(rank))
+        result["gathered"] = D.all_gather_rows(mine)
+        result["mean"] = D.all_reduce_mean(torch.tensor([float(rank)]))
+        torch.save(result, out / f"rank{rank}.pt")
+    finally:
+        D.barrier()
+        D.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_processes_join_from_torchrun_env(ddp_results):
+    _, results = ddp_results
+    assert [(r["rank"], r["world"], r["backend"], r["main"]) for r in results] == [(0, 2, "gloo", True),
+                                                                                  (1, 2, "gloo", False)]
+
+
+def test_ranks_get_disjoint_whole_identities_covering_each_once(ddp_results):
+    _, results = ddp_results
+    for epoch in (0, 1):
+        per_rank = [r["batches"][epoch] for r in results]
+        assert len(per_rank[0]) == len(per_rank[1]) == N_IDS // P  # in step: same number of batches
+        seen = []
+        for b0, b1 in zip(*per_rank, strict=True):
+            for batch in (b0, b1):
+                assert len(batch) == (P // WORLD) * K
+                ids = sorted(set(batch))
+                assert len(ids) == P // WORLD and all(batch.count(i) == K for i in ids)  # whole identities
+            assert not set(b0) & set(b1)  # disjoint within a global batch
+            seen += sorted(set(b0)) + sorted(set(b1))
+        assert sorted(seen) == list(range(N_IDS))  # every identity exactly once per epoch
+    assert results[0]["batches"][0] != results[0]["batches"][1]  # reshuffled per epoch
+
+
+def test_ddp_step_gives_equal_gradients_and_weights_on_both_ranks(ddp_results):
+    _, results = ddp_results
+    for r in results:
+        grads, params = r["grads"], r["params"]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)
+        assert grads[0, 1] > 0 and grads[0, 2] > 0
+        torch.testing.assert_close(params[0], params[1], rtol=1e-6, atol=1e-7)
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in ToyReID().parameters()])
+    assert (results[0]["params"][0][: len(start)] - start).abs().max() > 1e-3  # training moved the weights
+
+
+def test_only_rank_zero_writes_and_resume_matches_uninterrupted(ddp_results):
+    out, results = ddp_results
+    assert [r["wrote"] for r in results] == [True, False]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "rank0.pt", "rank1.pt"]  # no temp files
+    keys = torch.load(out / "checkpoint.pt", weights_only=True)["model"].keys()
+    assert not any(k.startswith("module.") for k in keys)
+    for r in results:
+        torch.testing.assert_close(r["resumed"], r["weights"], rtol=1e-6, atol=1e-7)
+
+
+def test_all_gather_rows_and_mean(ddp_results):
+    _, results = ddp_results
+    expected = torch.cat([torch.zeros(3, 2), torch.ones(5, 2)])
+    for r in results:
+        assert torch.equal(r["gathered"], expected)
+        assert r["mean"].item() == 0.5
+
+
+# ---------------------------------------------------------------- single-process pieces
+
+def test_single_process_defaults(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = D.init_from_env("cpu")
+    assert not ctx.distributed and ctx.is_main and D.is_main_process() and D.get_world_size() == 1
+    model = ToyReID()
+    assert D.prepare_model(model, ctx, torch.device("cpu")) is model
+    x = torch.randn(3, 2)
+    assert D.all_gather_rows(x) is x
+    D.barrier()  # a no-op without a process group
+    assert D.device_for(ctx, "cpu") == torch.device("cpu")
+    assert D.device_for(D.DistContext(1, 2, 1, "nccl"), "cuda") == torch.device("cuda", 1)
+
+
+def test_batch_splitting_rules():
+    assert D.ids_per_rank(16, 4) == 4
+    with pytest.raises(UserError, match="multiple of 3"):
+        D.ids_per_rank(16, 3)
+    with pytest.raises(UserError, match="at least 2"):
+        D.ids_per_rank(16, 16)
+    shards = [D.shard(10, r, 3) for r in range(3)]
+    assert [list(s) for s in shards] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+
+
+def test_sync_batchnorm_conversion_keeps_the_bnneck_bias_frozen():
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(ToyReID())
+    assert isinstance(model.neck, nn.SyncBatchNorm) and isinstance(model.backbone[1], nn.SyncBatchNorm)
+    assert not model.neck.bias.requires_grad and model.neck.weight.requires_grad
+    with pytest.raises(UserError, match="SyncBatchNorm needs CUDA"):
+        D.prepare_model(ToyReID(), D.DistContext(0, 2, 0, "gloo"), torch.device("cpu"), sync_bn="on")
+
+
+def test_env_errors_are_user_errors(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(UserError, match="WORLD_SIZE"):
+        D.init_from_env("cpu")
