@@ -200,25 +200,24 @@ class BatchAugment:
         pad = self.cfg.padding
         p = {k: v.to(device, non_blocking=True) for k, v in vars(params).items()}
 
-        # Flip, pad and crop in one gather: output pixel (r, c) reads padded pixel
-        # (r + crop_y, c + crop_x), mirrored as (W + 2 pad - 1 - that) for flipped images (the
+        # Flip, pad and crop as two gathers (rows, then columns): output pixel (r, c) reads padded
+        # pixel (r + crop_y, c + crop_x), mirrored as (W + 2 pad - 1 - that) for flipped images (the
         # padded image of a flipped image is the flipped padded image, since padding is symmetric).
         padded = torch.nn.functional.pad(images, (pad, pad, pad, pad)) if pad > 0 else images
         rows = p["crop_y"][:, None] + torch.arange(height, device=device)[None, :]
         cols = p["crop_x"][:, None] + torch.arange(width, device=device)[None, :]
         cols = torch.where(p["flip"][:, None], (width + 2 * pad - 1) - cols, cols)
-        batch_index = torch.arange(batch, device=device)[:, None, None]
-        # Advanced indices around a slice put the channel dim last: B x H x W x 3 (an NHWC layout).
-        out = padded[batch_index, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        out = padded.gather(2, rows[:, None, :, None].expand(batch, 3, height, padded.shape[3]))
+        out = out.gather(3, cols[:, None, None, :].expand(batch, 3, height, width))
 
         out = out.float().div_(255.0).sub_(self.mean).div_(self.std)  # ToDtype(scale=True) + Normalize
 
         r = torch.arange(height, device=device)[None, :]
         c = torch.arange(width, device=device)[None, :]
         in_rows = (r >= p["erase_top"][:, None]) & (r < (p["erase_top"] + p["erase_h"])[:, None])
+        in_rows &= p["erase"][:, None]
         in_cols = (c >= p["erase_left"][:, None]) & (c < (p["erase_left"] + p["erase_w"])[:, None])
-        mask = in_rows[:, :, None] & in_cols[:, None, :] & p["erase"][:, None, None]
-        out = out.masked_fill(mask[:, None], ERASE_VALUE)
+        out.masked_fill_(in_rows[:, None, :, None] & in_cols[:, None, None, :], ERASE_VALUE)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         return out.contiguous(memory_format=memory_format)
 
