@@ -151,7 +151,8 @@ class Pipeline:
                 if self.embedder is not None and any(len(d) for d in dets):
                     feats = self.embedder(self._upload(images), [d.xyxy for d in dets])
                 times.detect += t1 - t0
-                times.embed += time.perf_counter() - t1
+                if self.embedder is not None:  # motion-only runs report no embed stage
+                    times.embed += time.perf_counter() - t1
                 if not put((pending, dets, feats)):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the tracking thread
