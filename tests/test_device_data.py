@@ -279,3 +279,22 @@ def test_device_train_data_is_reproducible_per_epoch():
     assert not torch.equal(first[0][0], other[0])
     # another rank augments differently
     assert epoch_seed(7, 0, 0) != epoch_seed(7, 1, 0) != epoch_seed(7, 0, 1)
+
+
+@pytest.mark.gpu
+def test_gpu_batches_equal_cpu_batches_for_either_cache_placement():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (32, 3, *SIZE), dtype=torch.uint8, generator=g)
+    pids = list(range(32))
+    batches = [list(range(0, 32, 2)), list(range(1, 32, 2))]
+    expected = list(DeviceTrainData(ImageCache(images, torch.device("cpu")), pids, batches,
+                                    BatchAugment(cfg(), "cpu"), seed=1))
+    cuda = torch.device("cuda")
+    for cached in (images.cuda(), images.pin_memory()):  # on the device / pinned host memory
+        cache = ImageCache(cached, cuda)
+        assert cache.on_device == cached.is_cuda
+        got = list(DeviceTrainData(cache, pids, batches, BatchAugment(cfg(), cuda), seed=1))
+        for (x, y), (xc, yc) in zip(expected, got, strict=True):
+            assert xc.is_cuda and yc.is_cuda
+            torch.testing.assert_close(xc.cpu(), x, rtol=0, atol=1e-6)
+            assert torch.equal(yc.cpu(), y)
