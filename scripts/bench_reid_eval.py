@@ -33,10 +33,10 @@ def features(num_q, num_g, dim, device, seed=0):
     g_pids = torch.randint(0, num_ids, (num_g,), generator=gen)
     q_cams = torch.randint(0, 6, (num_q,), generator=gen)
     g_cams = torch.randint(0, 6, (num_g,), generator=gen)
-    # Noise 6x the identity signal per dimension: mAP lands near real values instead of 1.0.
+    # Noise 4x the identity signal per dimension: mAP lands near real values instead of 1.0.
     centers = torch.randn(num_ids, dim, generator=gen)
-    qf = centers[q_pids] + 6.0 * torch.randn(num_q, dim, generator=gen)
-    gf = centers[g_pids] + 6.0 * torch.randn(num_g, dim, generator=gen)
+    qf = centers[q_pids] + 4.0 * torch.randn(num_q, dim, generator=gen)
+    gf = centers[g_pids] + 4.0 * torch.randn(num_g, dim, generator=gen)
     qf = torch.nn.functional.normalize(qf, dim=1).to(device)
     gf = torch.nn.functional.normalize(gf, dim=1).to(device)
     return qf, gf, q_pids, g_pids, q_cams, g_cams
