@@ -101,7 +101,7 @@ class ImageCache:
             list(progress(pool.map(load, range(n)), total=n, desc="decoding images", unit="img"))
         if _keep_on_device(images.numel(), device, placement):
             images = images.to(device)
-        where = "device" if images.device == device else ("pinned host" if pin else "host")
+        where = "device" if images.device.type != "cpu" else ("pinned host" if pin else "host")
         logger.info("image cache: %d images at %dx%d, %.2f GB in %s memory", n, height, width,
                     images.numel() / 1e9, where)
         return cls(images, device)

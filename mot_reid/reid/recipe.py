@@ -44,6 +44,9 @@ class DataConfig:
     images_per_id: int = 4  # K
     test_batch_size: int = 128
     num_workers: int = 4
+    # Training images decoded once into a uint8 cache and augmented batch-wise on the training device
+    # (mot_reid/reid/device_data.py) instead of per image in DataLoader workers. auto: on for CUDA.
+    device_cache: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass

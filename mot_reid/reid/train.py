@@ -14,6 +14,7 @@ the sampler's epoch and every RNG state, and batches depend only on (seed, epoch
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -29,10 +30,10 @@ from mot_reid.atomic import atomic_path, write_json
 from mot_reid.errors import UserError
 from mot_reid.log import logger, progress
 from mot_reid.provenance import versions
+from mot_reid.reid import distributed
 from mot_reid.reid.losses import ReIDLoss
 from mot_reid.reid.model import CHECKPOINT_FORMAT, ReIDModel, build_model, load_state, read_checkpoint
 from mot_reid.reid.recipe import ReIDRecipe, RuntimeConfig, SolverConfig
-from mot_reid.reid.sampler import PKSampler
 
 CHECKPOINT = "checkpoint.pt"  # the latest full training state, overwritten every checkpoint_every epochs
 FINAL_MODEL = "model.pt"  # weights + recipe only: what eval-reid and the tracker's embedder load
@@ -101,12 +102,15 @@ def channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
     return runtime.channels_last == "on" or (runtime.channels_last == "auto" and device.type == "cuda")
 
 
-def prepare_network(model: ReIDModel, runtime: RuntimeConfig, device: torch.device) -> torch.nn.Module:
-    """What the loop calls forward on: the model in its memory format, compiled if asked. The
-    uncompiled `model` stays the owner of the weights (state_dicts without wrapper prefixes)."""
+def prepare_network(model: ReIDModel, runtime: RuntimeConfig, device: torch.device,
+                    ctx: distributed.DistContext | None = None) -> torch.nn.Module:
+    """What the loop calls forward on: the model in its memory format, wrapped in DDP under torchrun
+    (SyncBatchNorm on CUDA), compiled if asked. The unwrapped `model` stays the owner of the weights
+    (state_dicts without wrapper prefixes)."""
     if channels_last(runtime, device):
         model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if runtime.compile else model
+    net = distributed.prepare_model(model, ctx, device) if ctx is not None else model
+    return torch.compile(net) if runtime.compile else net
 
 
 # ---------------------------------------------------------------- data
@@ -119,13 +123,15 @@ class TrainData:
     batch-wise on the GPU.
     """
 
-    def __init__(self, items: list, recipe: ReIDRecipe, device: torch.device):
+    def __init__(self, items: list, recipe: ReIDRecipe, device: torch.device, rank: int = 0, world_size: int = 1):
         from mot_reid.reid.datasets import ImageDataset
         from mot_reid.reid.transforms import build_train_transform
 
         self.device = device
-        self.sampler = PKSampler([pid for _, pid, _ in items], recipe.data.ids_per_batch,
-                                 recipe.data.images_per_id, seed=recipe.solver.seed)
+        # Under DDP this rank's share of each global PK batch: ids_per_batch / world_size whole identities.
+        self.sampler = distributed.rank_pk_sampler([pid for _, pid, _ in items], recipe.data.ids_per_batch,
+                                                   recipe.data.images_per_id, seed=recipe.solver.seed,
+                                                   rank=rank, world_size=world_size)
         # Workers are restarted every epoch (not persistent) so their seeds come from the main RNG,
         # which a checkpoint restores: augmentation after a resume matches an uninterrupted run.
         self.loader = DataLoader(ImageDataset(items, build_train_transform(recipe.input)),
@@ -149,6 +155,18 @@ class TrainData:
         self.sampler.load_state_dict(state)
 
 
+def build_train_data(items: list, recipe: ReIDRecipe, device: torch.device, ctx: distributed.DistContext):
+    """`data.device_cache`: on = decode once + batched augmentation on the device; off = `TrainData`;
+    auto = on for CUDA."""
+    mode = recipe.data.device_cache
+    if mode == "on" or (mode == "auto" and device.type == "cuda"):
+        from mot_reid.reid.device_data import DeviceTrainData
+
+        return DeviceTrainData.from_recipe(items, recipe, device, rank=ctx.rank, world_size=ctx.world_size,
+                                           channels_last=channels_last(recipe.runtime, device))
+    return TrainData(items, recipe, device, rank=ctx.rank, world_size=ctx.world_size)
+
+
 # ---------------------------------------------------------------- one step
 
 def train_step(net: torch.nn.Module, criterion: ReIDLoss, optimizer: torch.optim.Optimizer,
@@ -167,6 +185,7 @@ def train_step(net: torch.nn.Module, criterion: ReIDLoss, optimizer: torch.optim
     if center_optimizer is not None:
         # The centers' gradient carries the loss weight (5e-4); undo it so their SGD moves at center_lr.
         scaler.unscale_(center_optimizer)
+        distributed.average_gradients(criterion.center.parameters())  # centers live outside DDP
         for param in criterion.center.parameters():
             param.grad.mul_(1.0 / criterion.cfg.center_weight)
         scaler.step(center_optimizer)
@@ -268,6 +287,11 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
     num_classes = dataset.num_train_pids
     solver = recipe.solver
     device = resolve_device(recipe.runtime.device)
+    # torchrun sets WORLD_SIZE > 1: join the process group; this rank trains on GPU LOCAL_RANK.
+    ctx = distributed.init_from_env(device.type)
+    device = distributed.device_for(ctx, str(device))
+    if not ctx.is_main:
+        logger.setLevel(logging.WARNING)  # rank 0 alone logs, evaluates and writes files
     logger.info("%s", dataset.summary() if hasattr(dataset, "summary") else f"{len(dataset.train)} training images")
 
     ckpt = None
@@ -284,7 +308,7 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
     scheduler = build_scheduler(optimizer, solver)
     autocast = amp_dtype(recipe.runtime, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
-    data = TrainData(dataset.train, recipe, device)
+    data = build_train_data(dataset.train, recipe, device, ctx)
     history: dict = {"epochs": [], "evals": []}
     start_epoch = 0
 
@@ -303,12 +327,16 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         logger.info("resuming %s after epoch %d", ckpt_path, start_epoch)
     del ckpt
 
-    net = prepare_network(model, recipe.runtime, device)
+    net = prepare_network(model, recipe.runtime, device, ctx)
     memory_format = torch.channels_last if channels_last(recipe.runtime, device) else torch.contiguous_format
     can_evaluate = bool(dataset.query) and bool(dataset.gallery)
-    config.save(recipe, output_dir / "config.yaml")
+    if ctx.is_main:
+        config.save(recipe, output_dir / "config.yaml")
 
     def checkpoint(epoch: int) -> None:
+        if not ctx.is_main:
+            distributed.barrier()
+            return
         save_atomic({
             "format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": num_classes,
             "model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
@@ -316,6 +344,7 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
             "sampler": data.state_dict(), "rng": rng_state(), "history": history,
         }, ckpt_path)
+        distributed.barrier()  # the other ranks wait until the file is complete
 
     for epoch in range(start_epoch, solver.epochs):
         data.set_epoch(epoch)
@@ -323,13 +352,14 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         lr = optimizer.param_groups[0]["lr"]
         sums: dict[str, torch.Tensor] = {}
         steps, images_seen, started = 0, 0, time.perf_counter()
-        bar = progress(total=len(data), desc=f"epoch {epoch + 1}/{solver.epochs}", unit="batch")
+        bar = progress(total=len(data), desc=f"epoch {epoch + 1}/{solver.epochs}", unit="batch",
+                       disable=None if ctx.is_main else True)
         for step, (images, pids) in enumerate(data):
             images = images.contiguous(memory_format=memory_format)
             parts = train_step(net, criterion, optimizer, center_optimizer, scaler, images, pids, autocast)
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0) + value
-            steps, images_seen = steps + 1, images_seen + len(pids)
+            steps, images_seen = steps + 1, images_seen + len(pids) * ctx.world_size
             if on_step is not None:
                 on_step(epoch, step)
             bar.update()
@@ -347,7 +377,7 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
                     " ".join(f"{k} {v:.4f}" for k, v in means.items()), lr, images_seen / max(seconds, 1e-9))
 
         last = epoch + 1 == solver.epochs
-        if can_evaluate and solver.eval_every > 0 and ((epoch + 1) % solver.eval_every == 0 or last):
+        if ctx.is_main and can_evaluate and solver.eval_every > 0 and ((epoch + 1) % solver.eval_every == 0 or last):
             result = summarise_eval(run_evaluation(model, dataset, recipe, device), epoch + 1)
             history["evals"].append(result)
             logger.info("epoch %d evaluation: rank-1 %.1f%% mAP %.1f%% mINP %.1f%%", epoch + 1,
@@ -355,7 +385,10 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         if last or (solver.checkpoint_every > 0 and (epoch + 1) % solver.checkpoint_every == 0):
             checkpoint(epoch + 1)
 
-    finish(output_dir, recipe, model, num_classes, history)
+    if ctx.is_main:
+        finish(output_dir, recipe, model, num_classes, history)
+    distributed.barrier()
+    distributed.cleanup()
     return history
 
 
