@@ -110,3 +110,33 @@ def test_cli_trains_and_reports_errors_in_one_line(data_root, tmp_path, capsys):
                  ["--data", str(data_root), "--dataset", "nonsense"]):
         code, out = run_cli(capsys, "--config", "cpu_resnet18", "--output", str(tmp_path / "x"), *args)
         assert code == 2 and len(out.err.strip().splitlines()) == 1, out.err
+
+
+@pytest.mark.slow
+def test_training_on_the_real_mot2reid_set_beats_random_init(shared_data, tmp_path):
+    """ResNet18 from scratch at 64x32 for 10 short epochs (~70 PK steps, about a minute on 2 cores)
+    on crops cut from the real MOT sequences; every 4th gallery image keeps the evaluation short."""
+    import dataclasses
+
+    from mot_reid.reid.datasets import load_dataset
+    from mot_reid.reid.evaluate import evaluate_model
+    from mot_reid.reid.model import build_model
+    from mot_reid.reid.mot2reid import mot2reid
+
+    mot = shared_data / "mot"
+    mot2reid([mot / "MOT17-mini" / "train", mot / "TUD-Campus", mot / "PETS09-S2L1"], tmp_path / "m2r")
+    dataset = load_dataset(tmp_path / "m2r", "mot2reid")
+    dataset = dataclasses.replace(dataset, gallery=dataset.gallery[::4])
+    cpu = config.load(ReIDRecipe, config.configs_dir() / "reid" / "cpu_resnet18.yaml", [
+        "input.size=[64,32]", "input.padding=3", "solver.epochs=10", "solver.warmup_epochs=1",
+        "solver.milestones=[7]", "solver.eval_every=10", "test.feat=before",
+    ])
+    torch.manual_seed(0)
+    untrained = build_model(cpu.model, dataset.num_train_pids).eval()
+    floor = evaluate_model(untrained, dataset, cpu, "cpu", feat="before")["mAP"]
+    history = train(cpu, None, tmp_path / "run", dataset=dataset)
+    losses = [e["loss"] for e in history["epochs"]]
+    assert losses[-1] < 0.7 * losses[0]
+    trained = history["evals"][-1]["mAP"]
+    # measured: 75.6% untrained -> 81.3% trained (pre-BN feature, the one the tracker uses)
+    assert trained > floor + 0.03, (floor, trained)

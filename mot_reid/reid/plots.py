@@ -12,13 +12,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mot_reid.atomic import atomic_path  # noqa: E402
 
 LOSS_PARTS = ("loss", "id", "triplet", "center")
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, integer_x: bool = True) -> Path:
+    if integer_x:  # epochs
+        for ax in fig.axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
