@@ -33,6 +33,7 @@ from mot_reid.provenance import versions
 from mot_reid.reid import distributed
 from mot_reid.reid.losses import ReIDLoss
 from mot_reid.reid.model import CHECKPOINT_FORMAT, ReIDModel, build_model, load_state, read_checkpoint
+from mot_reid.reid.precision import make_grad_scaler, select_amp_dtype, select_channels_last
 from mot_reid.reid.recipe import ReIDRecipe, RuntimeConfig, SolverConfig
 
 CHECKPOINT = "checkpoint.pt"  # the latest full training state, overwritten every checkpoint_every epochs
@@ -91,15 +92,12 @@ def resolve_device(name: str) -> torch.device:
 
 def amp_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for full float32. `auto`: bf16 (fp16 on old GPUs) on CUDA, off on CPU."""
-    if runtime.amp == "off" or (runtime.amp == "auto" and device.type != "cuda"):
-        return None
-    if runtime.amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if runtime.amp == "bf16" else torch.float16
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return select_amp_dtype(runtime.amp, device.type, bf16_supported=bf16)
 
 
 def channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
-    return runtime.channels_last == "on" or (runtime.channels_last == "auto" and device.type == "cuda")
+    return select_channels_last(runtime.channels_last, device.type)
 
 
 def prepare_network(model: ReIDModel, runtime: RuntimeConfig, device: torch.device,
@@ -307,7 +305,7 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
                         if criterion.center is not None else None)
     scheduler = build_scheduler(optimizer, solver)
     autocast = amp_dtype(recipe.runtime, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
+    scaler = make_grad_scaler(device.type, autocast)  # a pass-through unless fp16
     data = build_train_data(dataset.train, recipe, device, ctx)
     history: dict = {"epochs": [], "evals": []}
     start_epoch = 0
