@@ -12,6 +12,7 @@ on the set's query/gallery with the recipe's test feature. A random-init model i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from bench_report import machine, update_section  # noqa: E402
 
 from mot_reid import config  # noqa: E402
 from mot_reid.cli import main as cli_main  # noqa: E402
+from mot_reid.log import setup_logging  # noqa: E402
 from mot_reid.reid.datasets import load_dataset  # noqa: E402
 from mot_reid.reid.evaluate import evaluate_model  # noqa: E402
 from mot_reid.reid.model import build_model  # noqa: E402
@@ -76,16 +78,29 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--rows", nargs="+", help="only these row names (default: all)")
+    parser.add_argument("--gallery-step", type=int, default=1,
+                        help="evaluate on every n-th gallery image (all queries) to save time (default 1: all)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    setup_logging()
 
-    tmp = tempfile.TemporaryDirectory(prefix="mot2reid-")
-    data = Path(args.data) if args.data else make_mot2reid(Path(tmp.name) / "mot2reid")
+    tmp = tempfile.mkdtemp(prefix="mot2reid-")
+    data = Path(args.data) if args.data else make_mot2reid(Path(tmp) / "mot2reid")
     dataset = load_dataset(data, "mot2reid")
+    dataset = dataclasses.replace(dataset, gallery=dataset.gallery[::args.gallery_step])
     print(dataset.summary(), flush=True)
-    results = []
     rows = [r for r in ROWS if not args.rows or r[0] in args.rows]
     base = config.configs_dir() / "reid"
+
+    # the floor: the full recipe's architecture (last row), untrained
+    last = config.load(ReIDRecipe, base / f"{rows[-1][0]}.yaml")
+    floor_recipe = config.load(ReIDRecipe, base / f"{rows[-1][0]}.yaml", cpu_overrides(last, args))
+    torch.manual_seed(args.seeds[0])
+    untrained = build_model(floor_recipe.model, dataset.num_train_pids).eval()
+    floor = evaluate_model(untrained, dataset, floor_recipe, "cpu", feat=floor_recipe.test.feat)
+    print(f"random init: rank-1 {100 * floor['rank1']:.1f} mAP {100 * floor['mAP']:.1f}", flush=True)
+
+    results = []
     for name, label in rows:
         scores = []
         for seed in args.seeds:
@@ -101,15 +116,12 @@ def main() -> None:
             scores.append((final["rank1"], final["mAP"], time.perf_counter() - started))
             print(f"{label} seed {seed}: rank-1 {100 * final['rank1']:.1f} mAP {100 * final['mAP']:.1f}", flush=True)
         n = len(scores)
-        results.append((label, sum(s[0] for s in scores) / n, sum(s[1] for s in scores) / n,
-                        sum(s[2] for s in scores) / n, recipe))
+        results.append((name, label, sum(s[0] for s in scores) / n, sum(s[1] for s in scores) / n,
+                        sum(s[2] for s in scores) / n))
+        report(args, dataset, floor, results, len(rows))  # after every row: a long run's partial results land
 
-    # the floor: the same architecture as the last row, untrained
-    torch.manual_seed(args.seeds[0])
-    floor_recipe = results[-1][4]
-    untrained = build_model(floor_recipe.model, dataset.num_train_pids).eval()
-    floor = evaluate_model(untrained, dataset, floor_recipe, "cpu", feat=floor_recipe.test.feat)
 
+def report(args, dataset, floor: dict, results: list, num_rows: int) -> None:
     lines = [
         f"### Bag-of-Tricks ablation on the mot2reid set ({machine()})",
         "",
@@ -122,16 +134,17 @@ def main() -> None:
         "|---|---|---|---|---|",
         f"| (untrained) | random init | {100 * floor['rank1']:.1f} | {100 * floor['mAP']:.1f} | - |",
     ]
-    for (name, _), (label, r1, m_ap, seconds, _) in zip(rows, results, strict=True):
+    for name, label, r1, m_ap, seconds in results:
         lines.append(f"| {name} | {label} | {100 * r1:.1f} | {100 * m_ap:.1f} | {seconds:.0f} |")
     lines += ["", "Reproduce: `python scripts/reid_ablation.py " + " ".join(
         [f"--epochs {args.epochs}", f"--size {args.size[0]} {args.size[1]}",
-         f"--seeds {' '.join(map(str, args.seeds))}"]) + "`"]
+         f"--seeds {' '.join(map(str, args.seeds))}", f"--gallery-step {args.gallery_step}"]) + "`"]
+    if len(results) < num_rows:
+        lines.append(f"\n({len(results)} of {num_rows} rows done; the run was still going when this was written.)")
     table = "\n".join(lines)
     if not args.no_write:
         update_section("reid_ablation", table)
-    print(table)
-    tmp.cleanup()
+    print(table, flush=True)
 
 
 if __name__ == "__main__":
