@@ -49,12 +49,17 @@ class Embedder:
         rois = []
         for b in boxes:
             t = torch.as_tensor(np.asarray(b, np.float32).reshape(-1, 4), device=self.device)
-            # Clip to the frame: roi_align samples zeros outside it, which would darken the crop.
-            t[:, 0::2] = t[:, 0::2].clamp(0, w - 1)
-            t[:, 1::2] = t[:, 1::2].clamp(0, h - 1)
+            # Clip to the frame, as torchreid-style preprocessing crops the clipped box: roi_align
+            # would sample zeros outside it and darken the crop. Boxes are continuous pixel-edge
+            # coordinates (pixel i spans [i, i+1)), so the frame spans [0, w] x [0, h].
+            t[:, 0::2] = t[:, 0::2].clamp(0, w)
+            t[:, 1::2] = t[:, 1::2].clamp(0, h)
             rois.append(t)
         images = frames.permute(0, 3, 1, 2).float()  # BGR, (B, 3, H, W)
-        crops = roi_align(images, rois, output_size=self.input_size, spatial_scale=1.0, sampling_ratio=2,
+        # aligned=True puts pixel centres at i + 0.5 like cv2/PIL resizing; sampling_ratio=0 takes
+        # ceil(box/output) samples per output pixel: one bilinear sample when enlarging (a plain
+        # bilinear resize) and an average when shrinking (the antialiasing PIL's resize does).
+        crops = roi_align(images, rois, output_size=self.input_size, spatial_scale=1.0, sampling_ratio=0,
                           aligned=True)
         crops = crops.flip(1)  # BGR -> RGB; normalising after the crop touches only the small tensors
         return (crops - self.mean) / self.std

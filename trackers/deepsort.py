@@ -151,7 +151,9 @@ class DeepSort:
             cost = np.full((n_tracks, n_dets), np.inf)
             cost[rows_c] = cost_c
             if cfg.matching == "cascade":
-                matches_a, unmatched_a, cols = matching_cascade(cost, max_cost, tsu, rows_c, cols, self.max_age + 1)
+                # Levels 1..max_age as in the reference: a track missed max_age frames running is not
+                # offered a detection again (it is deleted at the end of this frame).
+                matches_a, unmatched_a, cols = matching_cascade(cost, max_cost, tsu, rows_c, cols, max(1, self.max_age))
             else:
                 matches_a, unmatched_a, cols = min_cost_matching(cost, max_cost, rows_c, cols)
 
