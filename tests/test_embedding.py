@@ -88,3 +88,21 @@ def test_auto_without_checkpoint_offline_is_motion_only(monkeypatch, caplog):
 def test_osnet_file_via_auto_checkpoint(shared_data):
     emb = build_embedder("auto", "cpu", auto_checkpoint=str(shared_data / "weights/osnet_x0_25_msmt17.pth"))
     assert emb.info["kind"] == "osnet"
+
+
+def test_osnet_features_match_torchreid_style_crops(frames, shared_data):
+    """The features peers compute (cut the box, cv2 bilinear resize to 256x128, RGB, ImageNet
+    normalisation, one box at a time) are what the batched roi_align path gives for pixel-aligned boxes."""
+    from mot_reid.embedding import load_path
+
+    emb = load_path(str(shared_data / "weights" / "osnet_x0_25_msmt17.pth"), "cpu")
+    boxes = np.array([[548, 221, 615, 355], [100, 200, 140, 300], [300, 100, 360, 260]], np.float32)
+    ours = emb(torch.from_numpy(frames[:1]), [boxes])[0]
+    refs = []
+    for x1, y1, x2, y2 in boxes.astype(int):
+        ref = cv2.resize(frames[0][y1:y2, x1:x2], (128, 256), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+        refs.append((ref - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD))
+    with torch.inference_mode():
+        ref_feats = emb.extract(torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float())
+    ref_feats = torch.nn.functional.normalize(ref_feats, dim=1).numpy()
+    assert ((ours * ref_feats).sum(1) > 0.999).all()
