@@ -67,6 +67,22 @@ def test_coasting_track_resumes_with_same_id():
     assert out.track_id.tolist() == [1] and tracker.tracks[0].time_since_update == 0
 
 
+def test_track_missed_max_age_frames_is_not_offered_to_the_cascade():
+    """As in deep_sort: cascade levels 1..max_age; a track unseen max_age frames running starts over."""
+    f = unit(8, 0)[None]
+    tracker = DeepSort(TrackerConfig(max_age=2, n_init=1))
+    step(tracker, [(100, 100)], f)
+    for _ in range(2):  # two misses: alive (time_since_update 2 is not over max_age)
+        step(tracker, [])
+    assert tracker.tracks[0].state == TrackState.CONFIRMED
+    out = step(tracker, [(100, 100)], f)  # same place and look, but 3 frames since the last update
+    assert out.track_id.tolist() == [2]
+    tracker = DeepSort(TrackerConfig(max_age=2, n_init=1))
+    step(tracker, [(100, 100)], f)
+    step(tracker, [])
+    assert step(tracker, [(100, 100)], f).track_id.tolist() == [1]  # within max_age: same id
+
+
 def test_n_init_one_confirms_immediately_and_max_age_scales_with_frame_rate():
     tracker = DeepSort(TrackerConfig(n_init=1, scale_max_age_by_frame_rate=True, max_age=30), frame_rate=10)
     assert len(step(tracker, [(50, 50)])) == 1
