@@ -33,7 +33,8 @@ class EmbedderConfig:
 class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
-    tracker: str = "deepsort"  # a shipped tracker config name or a YAML path
+    # auto: `mot-reid` when a ReID model is loaded, `deepsort` for motion only; or a tracker name / YAML path
+    tracker: str = "auto"
     device: str = "auto"  # auto (first CUDA GPU, else CPU) | cpu | cuda:N
     queue_size: int = 16  # decoded frames buffered ahead of the models; bounds memory
     max_frames: int | None = None  # stop after this many frames (None: the whole source)

@@ -14,7 +14,7 @@ from mot_reid.pipeline import Pipeline, RunResult, resolve_device
 from mot_reid.pipeline_config import PipelineConfig
 from mot_reid.provenance import versions
 from mot_reid.sources import FrameSource, open_source
-from mot_reid.tracker_config import load_tracker_config
+from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
 
 @dataclass
@@ -54,8 +54,11 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
     from trackers import DeepSort
 
     frames = source if isinstance(source, FrameSource) else open_source(source, queue_size=cfg.queue_size)
-    tracker_cfg = load_tracker_config(cfg.tracker, tracker_overrides)
+    # Refuse a bad tracker name or key before the slow model loading (auto is settled once models exist).
+    load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_overrides)
     models = models or build_models(cfg)
+    tracker_name = resolve_tracker_name(cfg.tracker, with_appearance=models.pipeline.embedder is not None)
+    tracker_cfg = load_tracker_config(tracker_name, tracker_overrides)
     info = frames.info
     tracker = DeepSort(tracker_cfg, frame_rate=info.fps)
     logger.info("tracking %s (%s, %dx%d @ %.1f fps) with detector %s, embedder %s, device %s", info.path, info.kind,
@@ -73,7 +76,7 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
     document = tracks_document(
         result.collector, source=source_meta, config=config.to_dict(cfg), versions=versions(),
         detector=models.detector_info, embedder=models.embedder_info,
-        tracker={"name": str(cfg.tracker), "config": config.to_dict(tracker_cfg)},
+        tracker={"name": str(tracker_name), "config": config.to_dict(tracker_cfg)},
         complete=result.complete, summary=result.summary(),
     )
     write_tracks_json(out, document)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mot_reid.commands import add_set_argument
+
 HELP = "Run the tracker over MOT Challenge sequences and score it with TrackEval (HOTA, IDF1, MOTA)."
 
 
@@ -13,10 +15,10 @@ def add_arguments(parser) -> None:
                         help="a sequence folder (with seqinfo.ini) or a folder of sequences, e.g. MOT17/train")
     parser.add_argument("--detections", choices=("public", "yolo"), default="public",
                         help="public: each sequence's det/det.txt (default); yolo: the video pipeline's detector")
-    parser.add_argument("--tracker", default="deepsort", metavar="NAME|PATH",
-                        help="tracker config: a name in configs/tracker (deepsort, strongsort) or a YAML path")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a tracker config key, e.g. --set max_age=60 (repeatable)")
+    parser.add_argument("--tracker", default="auto", metavar="NAME|PATH",
+                        help="tracker config: auto (mot-reid with --reid, deepsort without), a name in "
+                             "configs/tracker (deepsort, strongsort, mot-reid) or a YAML path")
+    add_set_argument(parser, "max_age=60 max_cosine_distance=0.25 (tracker config keys)")
     parser.add_argument("--detector", default="auto", metavar="auto|hog|PATH",
                         help="--detections yolo: YOLO weights as in `mot-reid track --detector` (default auto)")
     parser.add_argument("--reid", default="none", metavar="none|auto|PATH",
@@ -35,9 +37,10 @@ def run(args) -> int:
     from mot_reid.mot_data import find_sequences, write_mot_results
     from mot_reid.mot_eval import format_table, pipeline_results, public_detection_results, score_results
     from mot_reid.provenance import versions
-    from mot_reid.tracker_config import load_tracker_config
+    from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
-    cfg = load_tracker_config(args.tracker, args.set)
+    tracker_name = resolve_tracker_name(args.tracker, with_appearance=args.reid != "none")
+    cfg = load_tracker_config(tracker_name, args.overrides)
     pipeline = _pipeline(args) if args.detections == "yolo" or args.reid != "none" else None
     sequences = find_sequences(args.sequences)
     out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
@@ -52,7 +55,7 @@ def run(args) -> int:
     config.save(cfg, out_dir / "tracker.yaml")
     scores = score_results(sequences, result_files)
     print(format_table(scores))
-    report = {"scores": scores, "tracker": config.to_dict(cfg), "tracker_source": str(args.tracker),
+    report = {"scores": scores, "tracker": config.to_dict(cfg), "tracker_source": str(tracker_name),
               "detections": args.detections, "detector": args.detector, "reid": args.reid,
               "sequences": {s.name: str(s.path) for s in sequences},
               "versions": versions()}

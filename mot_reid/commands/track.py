@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mot_reid.commands import add_set_argument
+
 HELP = "Track people in a video, image folder or stream and write tracks.json."
 
 
@@ -13,7 +15,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detector", help="auto | hog | YOLO weights (.pt, .onnx, .engine) [auto]")
     parser.add_argument("--detections", help="MOT det.txt whose boxes replace the detector (public detections)")
     parser.add_argument("--reid", help="auto | none | mot-reid checkpoint | torchreid OSNet .pth [auto]")
-    parser.add_argument("--tracker", help="deepsort | strongsort | tracker YAML [deepsort]")
+    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | tracker YAML "
+                                          "[auto: mot-reid with a ReID model, deepsort without]")
     parser.add_argument("--device", help="auto | cpu | cuda:N [auto]")
     parser.add_argument("--classes", type=int, nargs="+", help="COCO class ids to track [0 = person]")
     parser.add_argument("--conf", type=float, help="minimum detector confidence [0.25]")
@@ -21,14 +24,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mot-txt", help="also write MOT Challenge rows (frame,id,x,y,w,h,conf,-1,-1,-1)")
     parser.add_argument("--save-video", help="also write an MP4 with boxes, ids and trails")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. detector.batch=16 or tracker.max_age=50 (repeatable)")
+    add_set_argument(parser, "detector.batch=16 tracker.max_age=50")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def overrides_from_args(args) -> list[str]:
     """CLI flags as `--set` pairs (flags win over --set, which wins over the YAML)."""
-    pairs = list(args.set)
+    pairs = list(args.overrides)
     flags = {"detector.weights": args.detector, "detector.detections": args.detections,
              "embedder.weights": args.reid, "tracker": args.tracker, "device": args.device,
              "detector.conf": args.conf, "detector.imgsz": args.imgsz, "max_frames": args.max_frames}
