@@ -143,8 +143,8 @@ def report(args, dataset, floor: dict, results: list, num_rows: int) -> None:
     lines += ["", "Reading: this is a from-scratch, few-epoch regime on a small, easy set (the untrained network "
               "already ranks by colour), so it favours the fast-converging plain baseline; the tricks are "
               "regularisers and schedule changes tuned for 120 ImageNet-initialised epochs on Market-1501, where "
-              "the paper measures their gains. With one seed, differences of a few points are within "
-              "run-to-run noise."]
+              "the paper measures their gains. One row's mAP moves by up to ~3 points between seeds, so "
+              "differences of a few points are noise; the seconds column follows the machine's load."]
     if len(results) < num_rows:
         lines.append(f"\n({len(results)} of {num_rows} rows done; the run was still going when this was written.)")
     table = "\n".join(lines)
