@@ -10,11 +10,25 @@ from tqdm import tqdm
 logger = logging.getLogger("mot_reid")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of each message, not the one at set-up
+    (callers that redirect stderr, such as test capture or embedding apps, keep working)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Plain `level: message` lines on stderr, so stdout stays for results."""
     if logger.handlers:
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mot_reid.commands import add_set_argument
+
 HELP = "Train the Bag-of-Tricks ReID model from a recipe."
 
 
@@ -16,8 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", metavar="DIR",
                         help="output folder (default: runs/reid/<recipe name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint.pt")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override recipe keys, e.g. --set solver.epochs=10 model.backbone=resnet18")
+    add_set_argument(parser, "solver.epochs=10 model.backbone=resnet18")
 
 
 def run(args) -> int:

@@ -188,7 +188,9 @@ def open_image(path: str) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, ImportError) as exc:
+        # ImportError: once ultralytics is imported it patches PIL.Image.open to retry unknown files
+        # with the optional pi-heif plugin, which fails with ImportError where that is not installed.
         raise UserError(f"cannot read image {path}: {exc}") from None
 
 
