@@ -119,7 +119,8 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return build(hint, value, name)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+        # `none` is accepted for null, as users write `--set loss.margin=none` (YAML reads it as text).
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() == "none")):
             return None
         errors = []
         for arg in (a for a in args if a is not type(None)):

@@ -24,6 +24,7 @@ import numpy as np
 
 from mot_reid.errors import UserError
 from mot_reid.log import logger
+from trackers import boxes
 
 AUTO_WEIGHT_NAMES = ("yolo26n.pt", "yolo11n.pt", "yolov8n.pt")
 ULTRALYTICS_DEFAULT = "yolo26n.pt"
@@ -118,8 +119,7 @@ class HogDetector:
         score = 1.0 / (1.0 + np.exp(-np.ravel(weights).astype(np.float32)))
         keep = cv2.dnn.NMSBoxes(rects.tolist(), score.tolist(), self.settings.conf, 0.45)
         keep = np.ravel(keep).astype(int) if len(keep) else np.zeros(0, int)
-        xywh = rects[keep]
-        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+        xyxy = boxes.tlwh_to_xyxy(rects[keep]).astype(np.float32)
         return Detections(xyxy, score[keep].astype(np.float32), np.full(len(keep), PERSON, np.int64))
 
 

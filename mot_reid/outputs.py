@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from mot_reid import atomic
+from trackers import boxes
 
 SCHEMA_NAME = "mot-reid/tracks"
 SCHEMA_VERSION = 1
@@ -46,8 +47,9 @@ class TrackCollector:
         """MOT Challenge rows `frame,id,x,y,w,h,conf,-1,-1,-1` (1-based top-left), sorted by frame."""
         rows = []
         for tid, t in self.tracks.items():
-            for f, (x1, y1, x2, y2), s in zip(t["frames"], t["boxes"], t["scores"], strict=True):
-                rows.append((f, tid, x1 + 1, y1 + 1, x2 - x1, y2 - y1, 1.0 if s is None else s, -1, -1, -1))
+            mot = boxes.xyxy_to_mot(np.asarray(t["boxes"], np.float64).reshape(-1, 4)).tolist()
+            for f, (x, y, w, h), s in zip(t["frames"], mot, t["scores"], strict=True):
+                rows.append((f, tid, x, y, w, h, 1.0 if s is None else s, -1, -1, -1))
         rows.sort(key=lambda r: (r[0], r[1]))
         return rows
 

@@ -39,6 +39,13 @@ def test_yaml_base_inheritance_and_overrides(tmp_path):
     assert cfg.margin is None and cfg.neck is False
 
 
+def test_none_text_means_null_for_optional_keys():
+    assert config.load(Recipe, None, ["margin=none"]).margin is None
+    assert config.load(Recipe, None, ["margin=None"]).margin is None
+    with pytest.raises(UserError, match="expects text|expects an integer"):
+        config.load(Recipe, None, ["epochs=none"])
+
+
 def test_int_is_accepted_for_float_and_saved_config_round_trips(tmp_path):
     cfg = config.load(Recipe, None, ["optim.lr=1"])
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -177,3 +178,16 @@ def test_camera_motion_compensation_runs_on_frames():
         frame = np.roll(texture, 2 * k, axis=1)  # camera pans: the scene shifts 2 px per frame
         out = tracker.update(np.array([box(100 + 2 * k, 120)], np.float32), np.array([0.9]), frame=frame)
     assert out.track_id.tolist() == [1]
+
+
+@pytest.mark.parametrize("method", ["ecc", "sparse_flow"])
+def test_camera_motion_estimate_points_the_way_the_scene_moves(method):
+    from trackers.cmc import CameraMotion
+
+    rng = np.random.default_rng(1)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (240, 320)).astype(np.uint8), (7, 7), 2)
+    frame = cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR)
+    camera = CameraMotion(method, downscale=1)
+    camera.estimate(frame)
+    warp = camera.estimate(np.roll(frame, 3, axis=1))  # scene content moves +3 px in x
+    assert warp[0, 2] == pytest.approx(3.0, abs=0.3) and warp[1, 2] == pytest.approx(0.0, abs=0.3)

@@ -37,11 +37,12 @@ class CameraMotion:
         warp = np.eye(2, 3, dtype=np.float32)
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
         try:
+            # With previous as template, the warp found satisfies current(W(x)) = previous(x): it maps
+            # previous-frame coordinates to current-frame ones, the direction tracks move in.
             _, warp = cv2.findTransformECC(previous, current, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
         except cv2.error:  # no convergence (flat or changed scene): assume a still camera
             return np.eye(2, 3, dtype=np.float32)
-        # findTransformECC maps current -> previous; invert to carry tracks forward.
-        return cv2.invertAffineTransform(warp)
+        return warp
 
     @staticmethod
     def _flow(previous: np.ndarray, current: np.ndarray) -> np.ndarray:

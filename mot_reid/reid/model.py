@@ -85,7 +85,7 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+        raise UserError(f"cannot read checkpoint {path}: not a torch checkpoint file ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a mot-reid ReID checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return ckpt

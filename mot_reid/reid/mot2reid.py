@@ -38,6 +38,7 @@ from mot_reid.log import logger, progress
 from mot_reid.mot_data import Sequence, find_sequences, read_mot_rows
 from mot_reid.provenance import versions
 from mot_reid.sources import open_source
+from trackers import boxes
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 # MOTChallenge ships each MOT17 sequence three times (one per public detector) with identical gt.
@@ -87,10 +88,10 @@ def person_boxes(seq: Sequence, cfg: Mot2ReidConfig) -> list[Crop]:
     if width <= 0 or height <= 0:
         raise UserError(f"{seq.path}/seqinfo.ini gives no imWidth/imHeight (needed to clip boxes to the image)")
     crops = []
-    for frame, track, x, y, w, h in rows[keep, :6]:
-        x1, y1 = x - 1, y - 1  # MOT boxes are 1-based
+    xyxy = boxes.mot_to_xyxy(rows[keep, 2:6])
+    for (frame, track, _, _, w, h), (x1, y1, x2, y2) in zip(rows[keep, :6], xyxy, strict=True):
         cx1, cy1 = max(0.0, x1), max(0.0, y1)
-        cx2, cy2 = min(float(width), x1 + w), min(float(height), y1 + h)
+        cx2, cy2 = min(float(width), x2), min(float(height), y2)
         cw, ch = cx2 - cx1, cy2 - cy1
         if ch < cfg.min_height or cw < cfg.min_width or cw * ch < cfg.min_visibility * w * h:
             continue
