@@ -106,3 +106,18 @@ def test_osnet_features_match_torchreid_style_crops(frames, shared_data):
         ref_feats = emb.extract(torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float())
     ref_feats = torch.nn.functional.normalize(ref_feats, dim=1).numpy()
     assert ((ours * ref_feats).sum(1) > 0.999).all()
+
+
+def test_fast_osnet_embedder_matches_the_plain_model(frames, shared_data):
+    """The embedder's fused, channels-last OSNet gives the features of the plain NCHW model on the same crops."""
+    from mot_reid.embedding import load_path
+    from mot_reid.reid.osnet import load_osnet
+
+    weights = shared_data / "weights" / "osnet_x0_25_msmt17.pth"
+    emb = load_path(str(weights), "cpu")
+    plain, _ = load_osnet(weights)
+    ours = emb(torch.from_numpy(frames), BOXES)
+    with torch.inference_mode():
+        crops = emb.crops(torch.from_numpy(frames), BOXES)
+        ref = torch.nn.functional.normalize(plain.eval()(crops), dim=1).numpy()
+    np.testing.assert_allclose(np.concatenate(ours), ref, atol=1e-4)

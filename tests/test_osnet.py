@@ -70,3 +70,20 @@ def test_same_person_closer_than_different_people(shared_data, pets_gt_crops, na
     for row, pid in enumerate(ia):
         if pid in ib:
             assert ib[sim[row].argmax()] == pid
+
+
+def test_fused_batchnorm_gives_the_same_embedding(shared_data):
+    """Folding the BatchNorms into the convolutions (the embedder's speed-up) keeps the function."""
+    import copy
+
+    from mot_reid.reid.osnet import fuse_batchnorm
+
+    model, _ = load_osnet(shared_data / "weights" / FILES[0])
+    fused = fuse_batchnorm(copy.deepcopy(model))
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in fused.modules())
+    x = torch.randn(4, 3, 256, 128)
+    with torch.inference_mode():
+        ref, got = model(x), fused(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="eval-mode"):
+        fuse_batchnorm(OSNet(WIDTHS["x0_25"]).train())

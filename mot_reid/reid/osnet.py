@@ -16,6 +16,7 @@ import os
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from mot_reid.errors import UserError
 
@@ -116,6 +117,25 @@ class OSNet(nn.Module):
     def forward(self, x):
         v = self.fc(torch.flatten(F.adaptive_avg_pool2d(self.feature_maps(x), 1), 1))
         return v if not self.training else self.classifier(v)
+
+
+def fuse_batchnorm(model: OSNet) -> OSNet:
+    """Fold every eval-mode BatchNorm into the conv / linear layer before it, in place (inference only).
+
+    Same function up to float rounding (~1e-5), but one pass fewer over every activation: on CPU the
+    80 BatchNorm layers cost about as much as the depthwise convolutions they follow.
+    """
+    if model.training:
+        raise ValueError("fuse_batchnorm needs an eval-mode model (it bakes in the running statistics)")
+    for module in model.modules():
+        if isinstance(module, ConvBnRelu):
+            module.conv, module.bn = fuse_conv_bn_eval(module.conv, module.bn), nn.Identity()
+        elif isinstance(module, LightConv3x3):  # the BN follows the depthwise conv2
+            module.conv2, module.bn = fuse_conv_bn_eval(module.conv2, module.bn), nn.Identity()
+    linear, bn = model.fc[0], model.fc[1]
+    if isinstance(bn, nn.BatchNorm1d):
+        model.fc[0], model.fc[1] = fuse_linear_bn_eval(linear, bn), nn.Identity()
+    return model
 
 
 def _clean(state: dict) -> dict:
