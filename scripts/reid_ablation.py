@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import tempfile
 import time
@@ -126,7 +127,8 @@ def report(args, dataset, floor: dict, results: list, num_rows: int) -> None:
         f"### Bag-of-Tricks ablation on the mot2reid set ({machine()})",
         "",
         f"Crops cut by `mot-reid data mot2reid` from PETS09-S2L1, TUD-Campus and MOT17-mini: "
-        f"{dataset.summary().split(': ', 1)[1]}.",
+        f"{dataset.summary().split(': ', 1)[1]}"
+        + (f" (the gallery is every {args.gallery_step}th image of the full one)." if args.gallery_step > 1 else "."),
         f"Each row: {args.backbone} from random init, {args.size[0]}x{args.size[1]} input, {args.epochs} epochs "
         f"(warmup and milestones scaled from the 120-epoch recipe), PK {args.p}x{args.k}, seeds "
         f"{', '.join(map(str, args.seeds))} (mean); evaluated with the recipe's test feature (after BN).",
@@ -145,6 +147,9 @@ def report(args, dataset, floor: dict, results: list, num_rows: int) -> None:
               "regularisers and schedule changes tuned for 120 ImageNet-initialised epochs on Market-1501, where "
               "the paper measures their gains. One row's mAP moves by up to ~3 points between seeds, so "
               "differences of a few points are noise; the seconds column follows the machine's load."]
+    load = os.getloadavg()[1]
+    lines.append(f"\nLoad average while this ran (5 min, {os.cpu_count()} cores): {load:.1f}"
+                 + (" -- the machine was shared with other jobs, so the seconds are inflated." if load > 1.5 else "."))
     if len(results) < num_rows:
         lines.append(f"\n({len(results)} of {num_rows} rows done; the run was still going when this was written.)")
     table = "\n".join(lines)

@@ -1,8 +1,8 @@
 """DDP on CPU: two processes on the gloo backend, started the way torchrun starts them (env vars).
 
 One spawn runs every multi-process check (starting processes is the expensive part): the rank
-sampler's identity split, equal gradients and weights on both ranks, rank-0-only checkpoints,
-and a resume under DDP that lands on the uninterrupted run's weights.
+sampler's identity split (identity and reference epochs), equal gradients and weights on both
+ranks, rank-0-only checkpoints, and a resume under DDP that lands on the uninterrupted run's weights.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mot_reid.reid import distributed as D
 from mot_reid.reid.device_data import BatchAugment, DeviceTrainData, ImageCache
 from mot_reid.reid.losses import CenterLoss, batch_hard_triplet_loss
 from mot_reid.reid.recipe import InputConfig
+from mot_reid.reid.sampler import PKSampler
 
 WORLD = 2
 N_IDS, P, K = 24, 8, 3  # global P = 8 identities: 4 per rank
@@ -110,6 +111,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         for epoch in (0, 1):
             sampler.set_epoch(epoch)
             result["batches"][epoch] = [[pids[i] for i in batch] for batch in sampler]
+        # The same in reference mode (the Bag-of-Tricks code's chunked epochs), as indices.
+        reference = D.rank_pk_sampler(pids, P, K, seed=3, rank=rank, world_size=WORLD, mode="reference")
+        reference.set_epoch(1)
+        result["reference_batches"] = list(reference)
 
         # Uninterrupted: two epochs; the first step's gradients must agree across ranks.
         model, ddp, center, opt, center_opt = _build(rank)
@@ -188,6 +193,23 @@ def test_ranks_get_disjoint_whole_identities_covering_each_once(ddp_results):
             seen += sorted(set(b0)) + sorted(set(b1))
         assert sorted(seen) == list(range(N_IDS))  # every identity exactly once per epoch
     assert results[0]["batches"][0] != results[0]["batches"][1]  # reshuffled per epoch
+
+
+def test_reference_mode_ranks_split_each_global_batch_by_whole_identities(ddp_results):
+    _, results = ddp_results
+    pids = _pids()
+    per_rank = [r["reference_batches"] for r in results]
+    single = PKSampler(pids, P, K, seed=3, mode="reference")  # the global draw, one process
+    single.set_epoch(1)
+    whole = list(single)
+    # in step; every identity here has < 2K images, so one chunk each: the reference count is #ids / global P
+    assert len(per_rank[0]) == len(per_rank[1]) == len(whole) == N_IDS // P
+    for b0, b1, global_batch in zip(*per_rank, whole, strict=True):
+        for batch in (b0, b1):
+            ids = [pids[i] for i in batch]
+            assert len(set(ids)) == P // WORLD and all(ids.count(i) == K for i in set(ids))
+        assert not {pids[i] for i in b0} & {pids[i] for i in b1}
+        assert b0 + b1 == global_batch  # rank r holds the r-th P/world identities of the global batch
 
 
 def test_ddp_step_gives_equal_gradients_and_weights_on_both_ranks(ddp_results):

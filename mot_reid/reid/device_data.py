@@ -258,7 +258,8 @@ class DeviceTrainData:
 
         pids = [pid for _, pid, _ in items]
         sampler = rank_pk_sampler(pids, recipe.data.ids_per_batch, recipe.data.images_per_id,
-                                  seed=recipe.solver.seed, rank=rank, world_size=world_size)
+                                  seed=recipe.solver.seed, rank=rank, world_size=world_size,
+                                  mode=recipe.data.sampler)
         cache = ImageCache.build([path for path, _, _ in items], tuple(recipe.input.size), device, placement)
         augment = BatchAugment(recipe.input, device, channels_last=channels_last)
         return cls(cache, pids, sampler, augment, seed=recipe.solver.seed, rank=rank)

@@ -10,7 +10,8 @@ Design:
 - Batches: the recipe's P x K is the GLOBAL batch (the size the paper's LR was tuned for); each
   rank trains on P/world whole identities x K images of it, so the batch-hard triplet loss sees
   complete identities (K-1 positives per anchor) on every rank. All ranks draw the same global
-  schedule from (seed, epoch), so they stay in step and together cover each identity once per epoch.
+  schedule from (seed, epoch), so they stay in step and together cover the epoch that `data.sampler`
+  defines (each identity once, or the reference code's chunks of K images).
 - Gradients are averaged by DDP; because every rank's batch has the same size, the averaged ID and
   center-loss gradients equal the single-process ones over the global batch. The center loss's
   centers are not in the DDP model: average their gradients with `average_gradients` before the
@@ -145,13 +146,14 @@ def ids_per_rank(ids_per_batch: int, world_size: int) -> int:
 
 
 def rank_pk_sampler(pids: Sequence[int], ids_per_batch: int, images_per_id: int, seed: int = 0,
-                    rank: int = 0, world_size: int = 1):
+                    rank: int = 0, world_size: int = 1, mode: str = "identity"):
     """The PK batch sampler of one rank: `ids_per_batch / world_size` whole identities x K images of
-    each global batch (the same global schedule on every rank, from seed and epoch)."""
+    each global batch (the same global schedule on every rank, from seed and epoch). `mode` is the
+    recipe's `data.sampler` (identity or reference epochs)."""
     from mot_reid.reid.sampler import PKSampler
 
     return PKSampler(pids, ids_per_rank(ids_per_batch, world_size), images_per_id, seed=seed,
-                     world_size=world_size, rank=rank)
+                     world_size=world_size, rank=rank, mode=mode)
 
 
 def shard(n: int, rank: int | None = None, world_size: int | None = None) -> range:

@@ -42,6 +42,12 @@ class DataConfig:
     dataset: str = "market1501"
     ids_per_batch: int = 16  # P
     images_per_id: int = 4  # K
+    # What one epoch is (mot_reid/reid/sampler.py). identity: every identity once per epoch with K
+    # images, ceil(#ids / P) batches (Market-1501: 47). reference: the Bag-of-Tricks code's
+    # RandomIdentitySampler epoch, each identity's images cut into chunks of K and batches drawn until
+    # fewer than P identities have chunks left (Market-1501: ~200 batches); it reproduces the paper's
+    # iteration count, so its 120-epoch schedule with steps at 40/70 takes ~4x the optimizer steps.
+    sampler: Literal["identity", "reference"] = "identity"
     test_batch_size: int = 128
     num_workers: int = 4
     # Training images decoded once into a uint8 cache and augmented batch-wise on the training device
