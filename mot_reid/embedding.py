@@ -2,7 +2,7 @@
 
 All boxes of a batch of frames are cut out with ONE `torchvision.ops.roi_align` call on the
 frames' device (bilinear crop + resize to the model's input together, no per-box Python loop),
-then normalised and run through the ReID model (fp16 autocast on CUDA). Features are
+then normalised and run through the ReID model (bf16/fp16 autocast on CUDA). Features are
 L2-normalised; for mot-reid checkpoints they are the pre-BN pooled vectors (`extract(feat="before")`).
 
 Speed (measured on 2 CPU cores, see BENCHMARKS.md bench_pipeline): models run channels-last on
@@ -36,6 +36,7 @@ from mot_reid.reid.osnet import (
     is_osnet_state_dict,
     osnet_from_state_dict,
 )
+from mot_reid.reid.precision import select_amp_dtype
 
 
 class Embedder:
@@ -94,10 +95,10 @@ class Embedder:
 
 
 def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    """Half precision on CUDA (bf16 where supported), fp32 on CPU: the training recipe's `amp: auto`."""
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = select_amp_dtype("auto", device.type, bf16_supported=bf16)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def _prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

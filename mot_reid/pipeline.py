@@ -2,8 +2,9 @@
 
 Three threads, joined by bounded queues so memory stays flat whatever the length:
 - the source's decode thread fills a queue of frames;
-- the model thread groups frames into batches (one frame at a time for live sources), uploads
-  each batch to the device once, detects, and embeds every box of the batch in one call;
+- the model thread groups frames into batches (one frame at a time for live sources), detects
+  (Ultralytics does its own letterbox and upload of the frames), uploads the batch once for the
+  embedder, and embeds every box of the batch in one call;
 - the calling thread runs the tracker (CPU) and the writers while the model thread already works
   on the next batch.
 Ctrl-C / SIGTERM or a source failing mid-run stop all three and return the results so far,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import glob as globlib
+import os
 import queue
 import threading
 import time
@@ -23,6 +24,10 @@ import numpy as np
 
 from mot_reid.errors import UserError
 from mot_reid.log import logger
+
+# FFmpeg prints its own complaints (e.g. "moov atom not found") straight to stderr before we can say
+# one clear line; keep it quiet unless the user asked otherwise. Read when the first capture opens.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts"}

@@ -67,3 +67,14 @@ def test_ctrl_c_in_a_real_process_leaves_valid_incomplete_json(tmp_path):
     assert proc.returncode == 130, rest
     assert doc["complete"] is False and 0 < doc["summary"]["frames"] < 120
     assert "interrupted" in rest
+
+
+def test_truncated_mp4_gives_only_our_line_on_stderr(tmp_path):
+    # A real MP4 cut short (no moov atom): FFmpeg's own complaint must not reach the user's terminal.
+    broken = tmp_path / "cut.mp4"
+    broken.write_bytes((REPO / "assets/pets09_s2l1_demo.mp4").read_bytes()[10_000:20_000])
+    cmd = [sys.executable, "-m", "mot_reid.cli", "track", str(broken), "--out", str(tmp_path / "t.json")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"mot-reid track: error: cannot decode video {broken}"]
+    assert not (tmp_path / "t.json").exists()
