@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -166,12 +167,12 @@ def command() -> str:
     return " ".join(["python scripts/bench_reid.py", *(a for a in sys.argv[1:] if a != "--no-write")])
 
 
-def load_note() -> str:
-    import os
+START_LOAD = os.getloadavg()[0]  # other jobs' load, sampled before this script's own work
 
-    load = os.getloadavg()[1]
-    note = f"Load average (5 min) when written: {load:.1f} on {os.cpu_count()} cores"
-    return note + (" -- other jobs shared the CPU, so CPU figures are low." if load > 1.5 else ".")
+
+def load_note() -> str:
+    note = f"Load average (1 min) from other jobs before the run: {START_LOAD:.1f} on {os.cpu_count()} cores"
+    return note + (": they shared the CPU, so CPU figures are low." if START_LOAD > 0.5 else ".")
 
 
 def train_table(results: list[dict], args) -> str:

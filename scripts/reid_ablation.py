@@ -117,8 +117,10 @@ def main() -> None:
             scores.append((final["rank1"], final["mAP"], time.perf_counter() - started))
             print(f"{label} seed {seed}: rank-1 {100 * final['rank1']:.1f} mAP {100 * final['mAP']:.1f}", flush=True)
         n = len(scores)
+        spread = (max(s[0] for s in scores) - min(s[0] for s in scores),
+                  max(s[1] for s in scores) - min(s[1] for s in scores))  # between seeds: the noise level
         results.append((name, label, sum(s[0] for s in scores) / n, sum(s[1] for s in scores) / n,
-                        sum(s[2] for s in scores) / n))
+                        sum(s[2] for s in scores) / n, spread))
         report(args, dataset, floor, results, len(rows))  # after every row: a long run's partial results land
 
 
@@ -137,7 +139,7 @@ def report(args, dataset, floor: dict, results: list, num_rows: int) -> None:
         "|---|---|---|---|---|",
         f"| (untrained) | random init | {100 * floor['rank1']:.1f} | {100 * floor['mAP']:.1f} | - |",
     ]
-    for name, label, r1, m_ap, seconds in results:
+    for name, label, r1, m_ap, seconds, _ in results:
         lines.append(f"| {name} | {label} | {100 * r1:.1f} | {100 * m_ap:.1f} | {seconds:.0f} |")
     lines += ["", "Reproduce: `python scripts/reid_ablation.py " + " ".join(
         [f"--epochs {args.epochs}", f"--size {args.size[0]} {args.size[1]}",
@@ -145,11 +147,16 @@ def report(args, dataset, floor: dict, results: list, num_rows: int) -> None:
     lines += ["", "Reading: this is a from-scratch, few-epoch regime on a small, easy set (the untrained network "
               "already ranks by colour), so it favours the fast-converging plain baseline; the tricks are "
               "regularisers and schedule changes tuned for 120 ImageNet-initialised epochs on Market-1501, where "
-              "the paper measures their gains. One row's mAP moves by up to ~3 points between seeds, so "
-              "differences of a few points are noise; the seconds column follows the machine's load."]
-    load = os.getloadavg()[1]
-    lines.append(f"\nLoad average while this ran (5 min, {os.cpu_count()} cores): {load:.1f}"
-                 + (" -- the machine was shared with other jobs, so the seconds are inflated." if load > 1.5 else "."))
+              "the paper measures their gains."]
+    if len(args.seeds) > 1:
+        r1_spread = max(r[5][0] for r in results)
+        map_spread = max(r[5][1] for r in results)
+        lines[-1] += (f" With {len(dataset.query)} query images, one row's scores move by up to {100 * r1_spread:.1f} "
+                      f"rank-1 / {100 * map_spread:.1f} mAP points between seeds: smaller differences are noise.")
+    load, cores = os.getloadavg()[1], os.cpu_count() or 1
+    lines.append(f"\nLoad average (5 min) when written: {load:.1f} on {cores} cores, about {min(cores, 2)} of it this "
+                 "run's own training" + (": other jobs shared the machine, so the seconds column is inflated."
+                                         if load > min(cores, 2) + 0.5 else "."))
     if len(results) < num_rows:
         lines.append(f"\n({len(results)} of {num_rows} rows done; the run was still going when this was written.)")
     table = "\n".join(lines)
