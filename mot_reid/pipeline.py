@@ -24,26 +24,11 @@ import numpy as np
 import torch
 
 from mot_reid.detection import Detections
-from mot_reid.errors import UserError
 from mot_reid.log import logger, progress
 from mot_reid.outputs import TrackCollector, VideoWriter
 from mot_reid.sources import Frame, FrameSource, SourceError
 
 _END = object()
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UserError(f"unknown device {spec!r}; use auto, cpu or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {spec} requested but CUDA is not available")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"device {spec} does not exist ({torch.cuda.device_count()} CUDA devices)")
-    return device
 
 
 @dataclass

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from mot_reid import config
 from mot_reid.detection import DetectorSettings, HogDetector, build_detector
+from mot_reid.device import resolve_device
 from mot_reid.embedding import build_embedder
 from mot_reid.log import logger
 from mot_reid.outputs import VideoWriter, tracks_document, write_mot_txt, write_tracks_json
-from mot_reid.pipeline import Pipeline, RunResult, resolve_device
+from mot_reid.pipeline import Pipeline, RunResult
 from mot_reid.pipeline_config import PipelineConfig
 from mot_reid.provenance import versions
 from mot_reid.sources import FrameSource, open_source

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import machine, update_section  # noqa: E402
 
 from mot_reid import config  # noqa: E402
+from mot_reid.device import resolve_device  # noqa: E402
 from mot_reid.embedding import torchvision_embedder  # noqa: E402
-from mot_reid.pipeline import resolve_device  # noqa: E402
 from mot_reid.pipeline_config import PipelineConfig  # noqa: E402
 from mot_reid.sources import open_source  # noqa: E402
 from mot_reid.track_job import build_models, track  # noqa: E402

@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import machine, update_section  # noqa: E402
 
+from mot_reid.device import resolve_device  # noqa: E402
 from mot_reid.reid.losses import ReIDLoss  # noqa: E402
 from mot_reid.reid.metrics import compute_distance, evaluate_ranking, re_ranking  # noqa: E402
 from mot_reid.reid.model import build_model  # noqa: E402
@@ -47,7 +48,6 @@ from mot_reid.reid.train import (  # noqa: E402
     build_optimizer,
     channels_last,
     prepare_network,
-    resolve_device,
     train_step,
 )
 

@@ -26,12 +26,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from mot_reid import config
     from mot_reid.atomic import write_json
+    from mot_reid.device import resolve_device
     from mot_reid.log import logger
     from mot_reid.provenance import versions
     from mot_reid.reid.datasets import load_dataset
     from mot_reid.reid.evaluate import evaluate_model
     from mot_reid.reid.model import load_checkpoint_model
-    from mot_reid.reid.train import resolve_device
 
     device = resolve_device(args.device)
     model, recipe = load_checkpoint_model(args.checkpoint, device)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from mot_reid import config
 from mot_reid.atomic import atomic_path, write_json
+from mot_reid.device import resolve_device
 from mot_reid.errors import UserError
 from mot_reid.log import logger, progress
 from mot_reid.provenance import versions
@@ -78,18 +79,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> t
 
 
 # ---------------------------------------------------------------- device-dependent switches
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name} requested but CUDA is not available here; use runtime.device=cpu")
-    return device
-
 
 def amp_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for full float32. `auto`: bf16 (fp16 on old GPUs) on CUDA, off on CPU."""
