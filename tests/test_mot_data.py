@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mot_factory import make_seq
 
 from mot_reid.errors import UserError
 from mot_reid.mot_data import find_sequences, load_sequence, read_detections, read_mot_rows, write_mot_results
 from trackers.boxes import mot_to_xyxy, xyxy_to_mot
-
-
-def make_seq(root, name="SEQ-01", length=5, frames=3, det="1,-1,10,20,30,60,0.9,-1,-1,-1\n", gt=None):
-    seq = root / name
-    (seq / "img1").mkdir(parents=True)
-    (seq / "det").mkdir()
-    (seq / "seqinfo.ini").write_text(
-        f"[Sequence]\nname={name}\nimDir=img1\nframeRate=10\nseqLength={length}\nimWidth=64\nimHeight=48\nimExt=.jpg\n")
-    for k in range(1, frames + 1):
-        (seq / "img1" / f"{k:06d}.jpg").write_bytes(b"")
-    (seq / "det" / "det.txt").write_text(det)
-    if gt is not None:
-        (seq / "gt").mkdir()
-        (seq / "gt" / "gt.txt").write_text(gt)
-    return seq
 
 
 def test_real_sequences_layouts(shared_data):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from mot_factory import make_seq
 
 from mot_reid.cli import main
 from mot_reid.errors import UserError
 from mot_reid.mot_data import find_sequences, load_sequence, read_mot_rows, write_mot_results
 from mot_reid.mot_eval import score_results
-from tests.test_mot_data import make_seq
 
 GT = "1,1,10,20,30,60,1,1,1.0\n2,1,12,20,30,60,1,1,1.0\n3,1,14,20,30,60,1,1,1.0\n"
 DET = "".join(f"{f},-1,{8 + 2 * f},20,30,60,0.9,-1,-1,-1\n" for f in (1, 2, 3))
