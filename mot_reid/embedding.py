@@ -17,7 +17,6 @@ downloaded when the network answers), else motion only with one warning line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,7 @@ from mot_reid.reid.osnet import (
     is_osnet_state_dict,
     osnet_from_state_dict,
 )
-from mot_reid.reid.precision import select_amp_dtype
+from mot_reid.reid.precision import amp_dtype
 
 
 class Embedder:
@@ -54,6 +53,8 @@ class Embedder:
         self.info = info or {}
         self.max_crops = max_crops  # bounds the memory of one forward pass
         self.dim: int | None = None
+        # Half precision on CUDA (bf16 where supported), fp32 on CPU: the training recipe's `amp: auto`.
+        self.autocast_dtype = amp_dtype("auto", self.device)
 
     def crops(self, frames: torch.Tensor, boxes: list[np.ndarray]) -> torch.Tensor:
         """(sum N_i, 3, h, w) normalised RGB channels-last crops of all boxes of every frame, in one roi_align call."""
@@ -84,21 +85,14 @@ class Embedder:
         counts = [len(b) for b in boxes]
         if sum(counts) == 0:
             return [np.zeros((0, self.dim or 0), np.float32) for _ in boxes]
-        crops = self.crops(frames, boxes).contiguous(memory_format=torch.channels_last)
+        crops = self.crops(frames, boxes)  # channels-last already
         feats = []
         for chunk in crops.split(self.max_crops):
-            with _autocast(self.device):
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 feats.append(self.extract(chunk).float())
         out = F.normalize(torch.cat(feats).flatten(1), dim=1).cpu().numpy().astype(np.float32)
         self.dim = out.shape[1]
         return list(np.split(out, np.cumsum(counts)[:-1]))
-
-
-def _autocast(device: torch.device):
-    """Half precision on CUDA (bf16 where supported), fp32 on CPU: the training recipe's `amp: auto`."""
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    dtype = select_amp_dtype("auto", device.type, bf16_supported=bf16)
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def _prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

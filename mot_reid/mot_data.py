@@ -20,7 +20,7 @@ from mot_reid.errors import UserError
 from mot_reid.log import logger
 from trackers.boxes import mot_to_xyxy
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts"}
 
 
 @dataclass

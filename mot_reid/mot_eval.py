@@ -154,12 +154,14 @@ def pipeline_results(seq: Sequence, cfg: TrackerConfig, pipeline, public: bool) 
     """Rows from the video pipeline (`mot_reid.pipeline.Pipeline`): its detector, or the sequence's
     det/det.txt when `public`, plus its ReID embedder, over the sequence's img1/ or video."""
     from mot_reid.detection import FileDetections
+    from mot_reid.pipeline import Pipeline
     from mot_reid.sources import open_source
 
     if public:
         if seq.det_path is None:
             raise UserError(f"sequence {seq.name} has no det/det.txt (needed for --detections public)")
-        pipeline.detector = FileDetections(str(seq.det_path))
+        # This sequence's detections with the shared embedder; the caller's pipeline stays as it was.
+        pipeline = Pipeline(FileDetections(str(seq.det_path)), pipeline.embedder, pipeline.device, batch=pipeline.batch)
     source = open_source(str(seq.img_dir or seq.video or seq.path), fps=seq.frame_rate)
     result = pipeline.run(source, DeepSort(cfg, frame_rate=seq.frame_rate), max_frames=seq.num_frames,
                           show_progress=False)

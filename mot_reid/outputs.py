@@ -67,11 +67,6 @@ def write_tracks_json(path: str | Path, document: dict) -> None:
     atomic.write_json(path, document)
 
 
-def write_mot_txt(path: str | Path, rows: list[tuple]) -> None:
-    lines = [f"{f},{i},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f},-1,-1,-1" for f, i, x, y, w, h, s, *_ in rows]
-    atomic.write_text(path, "\n".join(lines) + ("\n" if lines else ""))
-
-
 def color(track_id: int) -> tuple[int, int, int]:
     """A stable, well-spread BGR colour per id (golden-ratio hue steps)."""
     h = (track_id * 0.618033988749895) % 1.0

@@ -24,13 +24,13 @@ import numpy as np
 
 from mot_reid.errors import UserError
 from mot_reid.log import logger
+from mot_reid.mot_data import VIDEO_SUFFIXES
 
 # FFmpeg prints its own complaints (e.g. "moov atom not found") straight to stderr before we can say
 # one clear line; keep it quiet unless the user asked otherwise. Read when the first capture opens.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts"}
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 # After this many unreadable frames in a row a video is treated as ended, not as corrupt.
 MAX_CONSECUTIVE_FAILURES = 30

@@ -10,7 +10,8 @@ from mot_reid.detection import DetectorSettings, HogDetector, build_detector
 from mot_reid.device import resolve_device
 from mot_reid.embedding import build_embedder
 from mot_reid.log import logger
-from mot_reid.outputs import VideoWriter, tracks_document, write_mot_txt, write_tracks_json
+from mot_reid.mot_data import write_mot_results
+from mot_reid.outputs import VideoWriter, tracks_document, write_tracks_json
 from mot_reid.pipeline import Pipeline, RunResult
 from mot_reid.pipeline_config import PipelineConfig
 from mot_reid.provenance import versions
@@ -82,7 +83,7 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
     )
     write_tracks_json(out, document)
     if mot_txt:
-        write_mot_txt(mot_txt, result.collector.mot_rows())
+        write_mot_results(mot_txt, result.collector.mot_rows())
     if frames.skipped:
         logger.warning("%d corrupt frames were skipped", frames.skipped)
     logger.info("%s", result.summary_line())

@@ -42,9 +42,9 @@ from mot_reid.device import resolve_device  # noqa: E402
 from mot_reid.reid.losses import ReIDLoss  # noqa: E402
 from mot_reid.reid.metrics import compute_distance, evaluate_ranking, re_ranking  # noqa: E402
 from mot_reid.reid.model import build_model  # noqa: E402
+from mot_reid.reid.precision import amp_dtype  # noqa: E402
 from mot_reid.reid.recipe import ReIDRecipe  # noqa: E402
 from mot_reid.reid.train import (  # noqa: E402
-    amp_dtype,
     build_optimizer,
     channels_last,
     prepare_network,
@@ -78,7 +78,7 @@ def train_throughput(backbone: str, device: torch.device, size: tuple[int, int],
     criterion = ReIDLoss(recipe.loss, NUM_TRAIN_IDS, model.feat_dim).to(device)
     optimizer = build_optimizer(model, recipe.solver)
     center_opt = torch.optim.SGD(criterion.center.parameters(), lr=recipe.loss.center_lr)
-    autocast = amp_dtype(recipe.runtime, device)
+    autocast = amp_dtype(recipe.runtime.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     net = prepare_network(model, recipe.runtime, device)
     fmt = torch.channels_last if channels_last(recipe.runtime, device) else torch.contiguous_format

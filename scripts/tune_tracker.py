@@ -85,7 +85,7 @@ def load_cache(seq_name: str, tag: str):
 
 def run(seq_dirs: list[str], tracker: str, tag: str, overrides: list[str], motion_only: bool = False) -> dict:
     from mot_reid import config
-    from mot_reid.mot_data import load_sequence
+    from mot_reid.mot_data import load_sequence, write_mot_results
     from mot_reid.mot_eval import format_table, score_results, track_detections
     from trackers import TrackerConfig
 
@@ -99,7 +99,7 @@ def run(seq_dirs: list[str], tracker: str, tag: str, overrides: list[str], motio
             feats = None if motion_only else (lambda frame, xyxy, c=cached: c[frame][2] if frame in c else None)
             rows = track_detections(seq, cfg, dets, feats)
             files[seq.name] = Path(tmp) / f"{seq.name}.txt"
-            np.savetxt(files[seq.name], rows, fmt="%.2f", delimiter=",")
+            write_mot_results(files[seq.name], rows)
         scores = score_results(seqs, files)
     print(format_table(scores))
     return scores

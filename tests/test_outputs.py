@@ -9,7 +9,8 @@ import cv2
 import jsonschema
 import numpy as np
 
-from mot_reid.outputs import TrackCollector, VideoWriter, color, tracks_document, write_mot_txt, write_tracks_json
+from mot_reid.mot_data import write_mot_results
+from mot_reid.outputs import TrackCollector, VideoWriter, color, tracks_document, write_tracks_json
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "assets/tracks.schema.json").read_text())
 SOURCE = {"path": "x.mp4", "kind": "video", "fps": 7.0, "width": 64, "height": 48, "frame_count": 3,
@@ -53,7 +54,7 @@ def test_schema_rejects_a_broken_document():
 
 def test_mot_rows_are_one_based_xywh(tmp_path):
     c = _collector()
-    write_mot_txt(tmp_path / "r.txt", c.mot_rows())
+    write_mot_results(tmp_path / "r.txt", c.mot_rows())
     rows = np.loadtxt(tmp_path / "r.txt", delimiter=",")
     np.testing.assert_allclose(rows[0], [1, 1, 1, 1, 10, 20, 0.9, -1, -1, -1])
     assert rows[:, 0].tolist() == [1, 1, 2]

@@ -55,6 +55,12 @@ def select_amp_dtype(amp: str, device_type: str, bf16_supported: bool = False) -
     return torch.float16
 
 
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """`select_amp_dtype` for an actual device (asks CUDA whether it has bf16)."""
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return select_amp_dtype(setting, device.type, bf16_supported=bf16)
+
+
 def select_channels_last(setting: str, device_type: str) -> bool:
     if setting not in ("auto", "on", "off"):
         raise UserError(f"runtime.channels_last must be auto, on or off, got {setting!r}")
@@ -131,8 +137,7 @@ class Precision:
     def from_recipe(cls, runtime, device: str | torch.device) -> Precision:
         """From a `RuntimeConfig` (fields amp, channels_last, compile) and the training device."""
         device = torch.device(device)
-        bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return cls(device=device, dtype=select_amp_dtype(runtime.amp, device.type, bf16),
+        return cls(device=device, dtype=amp_dtype(runtime.amp, device),
                    channels_last=select_channels_last(runtime.channels_last, device.type),
                    compile=bool(runtime.compile))
 

@@ -35,7 +35,7 @@ from mot_reid.provenance import versions
 from mot_reid.reid import distributed
 from mot_reid.reid.losses import ReIDLoss
 from mot_reid.reid.model import CHECKPOINT_FORMAT, ReIDModel, build_model, load_state, read_checkpoint
-from mot_reid.reid.precision import make_grad_scaler, select_amp_dtype, select_channels_last
+from mot_reid.reid.precision import amp_dtype, make_grad_scaler, select_channels_last
 from mot_reid.reid.recipe import ReIDRecipe, RuntimeConfig, SolverConfig
 
 CHECKPOINT = "checkpoint.pt"  # the latest full training state, overwritten every checkpoint_every epochs
@@ -79,12 +79,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig) -> t
 
 
 # ---------------------------------------------------------------- device-dependent switches
-
-def amp_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or None for full float32. `auto`: bf16 (fp16 on old GPUs) on CUDA, off on CPU."""
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return select_amp_dtype(runtime.amp, device.type, bf16_supported=bf16)
-
 
 def channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
     return select_channels_last(runtime.channels_last, device.type)
@@ -294,7 +288,7 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
     center_optimizer = (torch.optim.SGD(criterion.center.parameters(), lr=recipe.loss.center_lr)
                         if criterion.center is not None else None)
     scheduler = build_scheduler(optimizer, solver)
-    autocast = amp_dtype(recipe.runtime, device)
+    autocast = amp_dtype(recipe.runtime.amp, device)
     scaler = make_grad_scaler(device.type, autocast)  # a pass-through unless fp16
     data = build_train_data(dataset.train, recipe, device, ctx)
     history: dict = {"epochs": [], "evals": []}
