@@ -1,4 +1,4 @@
-"""Mixed-precision selection, fp32 loss distances under autocast, the scaler-driven step."""
+"""Mixed-precision selection, and the training step under autocast: losses in fp32, center gradients rescaled."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ import torch
 from torch import nn
 
 from mot_reid.errors import UserError
-from mot_reid.reid.losses import CenterLoss, batch_hard_triplet_loss
-from mot_reid.reid.precision import (
-    Precision,
-    make_grad_scaler,
-    run_in_fp32,
-    select_amp_dtype,
-    select_channels_last,
-)
-from mot_reid.reid.recipe import RuntimeConfig
+from mot_reid.reid.losses import ReIDLoss, batch_hard_triplet_loss
+from mot_reid.reid.precision import amp_dtype, make_grad_scaler, select_amp_dtype, select_channels_last
+from mot_reid.reid.recipe import LossConfig
+from mot_reid.reid.train import train_step
 
 
 @pytest.mark.parametrize(("amp", "device", "bf16", "expected"), [
@@ -50,20 +45,6 @@ def test_channels_last_and_scaler_by_device():
     assert not make_grad_scaler("cpu", None).is_enabled()
 
 
-def test_from_recipe_on_cpu_is_plain_fp32():
-    prec = Precision.from_recipe(RuntimeConfig(), "cpu")
-    assert prec.dtype is None and prec.name == "fp32" and not prec.channels_last and not prec.scaler.is_enabled()
-    model = nn.Conv2d(3, 4, 3)
-    assert prec.prepare_model(model) is model
-    x = torch.randn(2, 3, 8, 8)
-    with prec.autocast():
-        assert model(x).dtype == torch.float32
-    forced = Precision.from_recipe(RuntimeConfig(amp="bf16", channels_last="on"), "cpu")
-    assert forced.name == "bf16" and forced.prepare_input(x).is_contiguous(memory_format=torch.channels_last)
-    with forced.autocast():
-        assert model(x).dtype == torch.bfloat16
-
-
 def _features(n_ids=8, k=4, dim=256, seed=0):
     g = torch.Generator().manual_seed(seed)
     # Large norms, small distances: |x|^2 + |y|^2 - 2xy cancels catastrophically in bf16.
@@ -73,89 +54,66 @@ def _features(n_ids=8, k=4, dim=256, seed=0):
     return feat, labels
 
 
-def test_triplet_distances_run_in_fp32_under_autocast():
+class _Net(nn.Module):
+    """A ReID-shaped toy: (logits, feature) in training mode, as ReIDModel returns."""
+
+    def __init__(self, feat_dim=256, num_classes=8):
+        super().__init__()
+        self.embed = nn.Linear(feat_dim, feat_dim)
+        self.classifier = nn.Linear(feat_dim, num_classes, bias=False)
+        nn.init.eye_(self.embed.weight)
+        nn.init.zeros_(self.embed.bias)
+
+    def forward(self, x):
+        feat = self.embed(x)
+        return self.classifier(feat), feat
+
+
+def _step(autocast, center=True, device="cpu"):
+    torch.manual_seed(0)
+    feat, labels = _features()
+    net = _Net().to(device)
+    criterion = ReIDLoss(LossConfig(center=center), 8, 256).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)  # lr 0: the step must not move the network
+    center_opt = torch.optim.SGD(criterion.center.parameters(), lr=0.5) if center else None
+    start = criterion.center.centers.detach().clone() if center else None
+    scaler = make_grad_scaler(torch.device(device).type, autocast)
+    parts = train_step(net, criterion, opt, center_opt, scaler, feat.to(device), labels.to(device), autocast)
+    return parts, criterion, feat, labels, start
+
+
+def test_triplet_distances_stay_fp32_in_a_bf16_training_step():
     feat, labels = _features()
     reference = batch_hard_triplet_loss(feat, labels, 0.3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        # Without the helper the distance matmul runs in bf16 even for fp32 inputs, and the
-        # small within-identity distances drown in the rounding of the large norms.
+        # Inside autocast the distance matmul would run in bf16 even for fp32 inputs, and the small
+        # within-identity distances drown in the rounding of the large norms ...
         raw = batch_hard_triplet_loss(feat, labels, 0.3)
-        safe = run_in_fp32(batch_hard_triplet_loss, feat.bfloat16().float(), labels, margin=0.3)
-        exact = run_in_fp32(batch_hard_triplet_loss, feat, labels, 0.3)
-    assert exact.dtype == torch.float32
-    torch.testing.assert_close(exact, reference)
-    assert 0 < reference < 1
-    assert (raw.float() - reference).abs() > 1.0  # the problem the helper exists for
-    assert torch.isfinite(safe)
+    assert (raw.float() - reference).abs() > 1.0
+    # ... which is why the training step computes the losses outside the autocast region.
+    # The identity network's bf16 forward returns the bf16-rounded features; the loss on them must be
+    # the exact fp32 loss of those rounded values.
+    parts, *_ = _step(torch.bfloat16)
+    assert parts["triplet"].dtype == torch.float32
+    torch.testing.assert_close(parts["triplet"], batch_hard_triplet_loss(feat.bfloat16().float(), labels, 0.3))
 
 
-def test_center_loss_and_half_inputs_are_upcast():
-    feat, labels = _features()
-    center = CenterLoss(8, feat.shape[1])
-    reference = center(feat, labels)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        value = run_in_fp32(center, feat, labels)
-        seen = run_in_fp32(lambda x: x.dtype, feat.bfloat16())
-    torch.testing.assert_close(value, reference)
-    assert seen == torch.float32
-
-
-def test_backward_and_step_rescales_center_grads_before_stepping():
-    torch.manual_seed(0)
-    model = nn.Linear(4, 3)
-    centers = nn.Parameter(torch.zeros(3, 3))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    center_opt = torch.optim.SGD([centers], lr=0.5)
-    prec = Precision("cpu")
-    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    out = model(x)
-    weight = 5e-4
-    loss = nn.functional.cross_entropy(out, y) + weight * (out - centers[y]).pow(2).sum(1).mean()
-    loss.backward(retain_graph=True)
-    expected_center_grad = centers.grad.clone() / weight
-    centers.grad = None
-    model.zero_grad()
-
-    def rescale():
-        centers.grad.mul_(1.0 / weight)
-
-    prec.backward_and_step(loss, [opt, center_opt], before_step=rescale)
-    torch.testing.assert_close(centers.detach(), -0.5 * expected_center_grad)
-    assert prec.state_dict() == {}  # a disabled scaler has no state to checkpoint
+def test_train_step_moves_centers_by_center_lr_times_the_unweighted_gradient():
+    # The network has lr 0 and an identity embedding, so the features the loss sees are `feat`.
+    _, criterion, feat, labels, start = _step(None)
+    start = start.requires_grad_(True)
+    unweighted = ((feat - start[labels]) ** 2).sum(1).mean()  # the center loss before its 5e-4 weight
+    expected = start.detach() - 0.5 * torch.autograd.grad(unweighted, start)[0]
+    torch.testing.assert_close(criterion.center.centers.detach(), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.gpu
-def test_bf16_and_fp16_losses_track_fp32_on_gpu():
-    """A tiny conv net trained a few steps from the same seed: bf16 / fp16 losses stay near fp32's."""
-    from mot_reid.reid.losses import ReIDLoss
-    from mot_reid.reid.recipe import LossConfig
-
-    def run(amp: str) -> list[float]:
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                            nn.AdaptiveAvgPool2d(1), nn.Flatten()).cuda()
-        head = nn.Linear(16, 8).cuda()
-        criterion = ReIDLoss(LossConfig(center=False), 8, 16).cuda()
-        prec = Precision.from_recipe(RuntimeConfig(amp=amp), "cuda")
-        opt = torch.optim.Adam(list(net.parameters()) + list(head.parameters()), lr=1e-3)
-        g = torch.Generator().manual_seed(1)
-        x = torch.randn(32, 3, 32, 16, generator=g).cuda()
-        y = torch.arange(8).repeat_interleave(4).cuda()
-        losses = []
-        for _ in range(10):
-            opt.zero_grad()
-            with prec.autocast():
-                feat = net(prec.prepare_input(x))
-                logits = head(feat)
-            loss, _ = run_in_fp32(criterion, logits, feat, y)
-            prec.backward_and_step(loss, [opt])
-            losses.append(loss.item())
-        return losses
-
-    fp32 = run("off")
-    for amp in ("bf16", "fp16"):
-        if amp == "bf16" and not torch.cuda.is_bf16_supported():
+def test_bf16_and_fp16_training_steps_track_fp32_on_gpu():
+    fp32 = {k: v.item() for k, v in _step(None, device="cuda")[0].items()}
+    for name in ("bf16", "fp16"):
+        dtype = amp_dtype(name, torch.device("cuda")) if name != "bf16" or torch.cuda.is_bf16_supported() else None
+        if dtype is None:
             continue
-        low = run(amp)
-        for a, b in zip(fp32, low, strict=True):
-            assert abs(a - b) <= 0.05 * abs(a) + 0.02, (amp, fp32, low)
+        low = {k: v.item() for k, v in _step(dtype, device="cuda")[0].items()}
+        for key in ("loss", "id", "triplet"):
+            assert abs(fp32[key] - low[key]) <= 0.05 * abs(fp32[key]) + 0.02, (name, key, fp32, low)
