@@ -191,3 +191,13 @@ def test_camera_motion_estimate_points_the_way_the_scene_moves(method):
     camera.estimate(frame)
     warp = camera.estimate(np.roll(frame, 3, axis=1))  # scene content moves +3 px in x
     assert warp[0, 2] == pytest.approx(3.0, abs=0.3) and warp[1, 2] == pytest.approx(0.0, abs=0.3)
+
+
+def test_denormal_thin_box_is_dropped_not_tracked_to_infinity():
+    # Found by the property test: a 1 x 1.4e-45 px box made the Kalman aspect ratio w/h overflow.
+    tracker = DeepSort(TrackerConfig(n_init=1, nsa=True))
+    out = tracker.update(np.array([[0, 0, 1, 1.4e-45], box(100, 100)], np.float32), np.array([1.0, 0.9]))
+    assert out.det_index.tolist() == [1]
+    for _ in range(3):
+        out = tracker.update(np.zeros((0, 4), np.float32), np.zeros(0))
+        assert np.isfinite(out.xyxy).all()

@@ -50,10 +50,15 @@ def xyxy_to_mot(xyxy: np.ndarray) -> np.ndarray:
     return out
 
 
+# Sides below this (pixels) are not detections; a denormal-thin box would make the aspect ratio
+# (w / h) of the Kalman state overflow to inf.
+MIN_SIDE = 1e-2
+
+
 def valid_boxes(xyxy: np.ndarray) -> np.ndarray:
-    """(N,) bool: finite coordinates with positive width and height."""
+    """(N,) bool: finite coordinates with width and height of at least MIN_SIDE pixels."""
     xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     finite = np.isfinite(xyxy).all(axis=1)
     with np.errstate(invalid="ignore"):
-        positive = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-    return finite & positive
+        sized = (xyxy[:, 2] - xyxy[:, 0] >= MIN_SIDE) & (xyxy[:, 3] - xyxy[:, 1] >= MIN_SIDE)
+    return finite & sized
