@@ -107,11 +107,11 @@ def osnet_embedder(state: dict, device, path: str = "") -> Embedder:
                                                     "feature": "fc embedding (512-D)"})
 
 
-def checkpoint_embedder(path: str, device) -> Embedder:
+def checkpoint_embedder(ckpt: dict, device, path: str = "") -> Embedder:
     """A `mot-reid train` checkpoint: pre-BN pooled features, the recipe's input size and normalisation."""
-    from mot_reid.reid.model import load_checkpoint_model
+    from mot_reid.reid.model import model_from_checkpoint
 
-    model, recipe = load_checkpoint_model(path, device)
+    model, recipe = model_from_checkpoint(ckpt, path, device)
     model = _prepare(model, torch.device(device))
     return Embedder(lambda x: model.extract(x, feat="before"), recipe.input.size, device, recipe.input.mean,
                     recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": "before (pre-BN)",
@@ -145,7 +145,7 @@ def load_path(path: str, device) -> Embedder:
         raise UserError(f"cannot read ReID weights {path}: {str(exc).splitlines()[0]}") from None
     if isinstance(state, dict) and is_osnet_state_dict(state):
         return osnet_embedder(state, device, str(path))
-    return checkpoint_embedder(path, device)
+    return checkpoint_embedder(state, device, str(path))
 
 
 def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None) -> Embedder | None:

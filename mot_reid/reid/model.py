@@ -86,9 +86,14 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"cannot read checkpoint {path}: not a torch checkpoint file ({first})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a mot-reid ReID checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    check_format(ckpt, path)
     return ckpt
+
+
+def check_format(ckpt, source: str | Path) -> None:
+    """A loaded file must be one `mot-reid train` wrote."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{source} is not a mot-reid ReID checkpoint (format {CHECKPOINT_FORMAT} expected)")
 
 
 def load_state(model: nn.Module, state: dict, source: str) -> None:
@@ -101,10 +106,15 @@ def load_state(model: nn.Module, state: dict, source: str) -> None:
 
 
 def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ReIDModel, ReIDRecipe]:
-    """The model of a checkpoint, in eval mode on `device`, and the recipe it was trained with."""
-    ckpt = read_checkpoint(path, "cpu")
+    """The model of a checkpoint file, in eval mode on `device`, and the recipe it was trained with."""
+    return model_from_checkpoint(read_checkpoint(path, "cpu"), str(path), device)
+
+
+def model_from_checkpoint(ckpt: dict, source: str, device: str | torch.device = "cpu") -> tuple[ReIDModel, ReIDRecipe]:
+    """`load_checkpoint_model` for a checkpoint already read (`source` names it in errors)."""
+    check_format(ckpt, source)
     recipe = config.build(ReIDRecipe, ckpt["recipe"])
     recipe.model.pretrained = "none"  # the checkpoint holds every weight; nothing to download
     model = build_model(recipe.model, int(ckpt["num_classes"]))
-    load_state(model, ckpt["model"], str(path))
+    load_state(model, ckpt["model"], source)
     return model.to(device).eval(), recipe
