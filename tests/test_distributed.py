@@ -1,8 +1,9 @@
 """DDP on CPU: two processes on the gloo backend, started the way torchrun starts them (env vars).
 
-One spawn runs every multi-process check (starting processes is the expensive part): the rank
-sampler's identity split (identity and reference epochs), equal gradients and weights on both
-ranks, rank-0-only checkpoints, and a resume under DDP that lands on the uninterrupted run's weights.
+Two spawns (starting processes is the expensive part). The first runs the building blocks in a toy
+loop: the rank sampler's identity split (identity and reference epochs), equal gradients and
+weights on both ranks, the device data path resumed from a rank-0 checkpoint. The second runs the
+real `train()` twice, once straight through and once killed and resumed, and compares the outputs.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from mot_reid import config
 from mot_reid.errors import UserError
 from mot_reid.reid import distributed as D
 from mot_reid.reid.device_data import BatchAugment, DeviceTrainData, ImageCache
 from mot_reid.reid.losses import CenterLoss, batch_hard_triplet_loss
-from mot_reid.reid.recipe import InputConfig
+from mot_reid.reid.recipe import InputConfig, ReIDRecipe
 from mot_reid.reid.sampler import PKSampler
+from mot_reid.reid.train import train
 
 WORLD = 2
 N_IDS, P, K = 24, 8, 3  # global P = 8 identities: 4 per rank
@@ -95,11 +99,22 @@ def _params(model, center) -> torch.Tensor:
     return torch.cat([t.detach().flatten() for t in [*model.parameters(), *center.parameters()]])
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's `tensor`, stacked in rank order (to compare ranks)."""
+    out = [torch.empty_like(tensor) for _ in range(WORLD)]
+    dist.all_gather(out, tensor.contiguous())
+    return torch.stack(out)
+
+
+def _join(rank: int, port: int) -> D.DistContext:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    ctx = D.init_from_env("cpu")
+    return D.init_from_env("cpu")
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    ctx = _join(rank, port)
     out = Path(out_dir)
     try:
         result = {"rank": ctx.rank, "world": ctx.world_size, "backend": ctx.backend, "main": D.is_main_process()}
@@ -122,11 +137,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         grads: list[torch.Tensor] = []
         _epoch(ddp, center, opt, center_opt, data, 0, grads)
         _epoch(ddp, center, opt, center_opt, data, 1)
-        result["grads"] = D.all_gather_rows(torch.stack([grads[0].sum(), grads[0].abs().sum(),
-                                                         grads[1].abs().sum()])[None])
+        result["grads"] = _gather(torch.stack([grads[0].sum(), grads[0].abs().sum(), grads[1].abs().sum()]))
         # Parameters must agree across ranks. BN running statistics are per rank without SyncBatchNorm
         # (DDP re-broadcasts rank 0's at every forward; checkpoints come from rank 0).
-        result["params"] = D.all_gather_rows(_params(model, center)[None])
+        result["params"] = _gather(_params(model, center))
         result["weights"] = _flat(model, center)
 
         # Interrupted: one epoch, checkpoint on rank 0, fresh objects load it, the second epoch.
@@ -134,7 +148,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         data = _data(rank)
         _epoch(ddp, center, opt, center_opt, data, 0)
         ckpt = out / "checkpoint.pt"
-        state = {"model": D.unwrap(ddp).state_dict(), "center": center.state_dict(), "opt": opt.state_dict(),
+        state = {"model": ddp.module.state_dict(), "center": center.state_dict(), "opt": opt.state_dict(),
                  "center_opt": center_opt.state_dict(), "data": data.state_dict()}
         result["wrote"] = D.save_on_main(state, ckpt)
         del model, ddp, center, opt, center_opt, data
@@ -149,14 +163,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         _epoch(ddp, center, opt, center_opt, data, 1)
         result["resumed"] = _flat(model, center)
 
-        # Features of different lengths per rank come back whole and in rank order.
-        mine = torch.full((3 + 2 * rank, 2), float(rank))
-        result["gathered"] = D.all_gather_rows(mine)
         result["mean"] = D.all_reduce_mean(torch.tensor([float(rank)]))
         torch.save(result, out / f"rank{rank}.pt")
     finally:
         D.barrier()
-        D.cleanup()
+        D.cleanup(ctx)
 
 
 def _free_port() -> int:
@@ -170,6 +181,64 @@ def ddp_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+class Kill(Exception):
+    """A run interrupted mid-epoch on every rank (as a killed job is)."""
+
+
+def _train_worker(rank: int, port: int, out_dir: str, data_root: str) -> None:
+    """The real training loop under DDP: straight through, and killed in the third epoch then resumed."""
+    from test_train import TINY
+
+    ctx = _join(rank, port)
+    out = Path(out_dir)
+
+    def recipe() -> ReIDRecipe:  # global P = 4 identities: 2 whole identities per rank; CPU data path
+        return config.load(ReIDRecipe, None, [*TINY, "data.ids_per_batch=4", "data.device_cache=off"])
+
+    def kill(epoch: int, step: int) -> None:
+        if epoch == 2 and step == 1:
+            raise Kill
+
+    try:
+        full = train(recipe(), data_root, out / "full")
+        try:
+            train(recipe(), data_root, out / "killed", on_step=kill)
+        except Kill:
+            pass
+        resumed = train(recipe(), data_root, out / "killed", resume=True)
+        torch.save({"full": full["epochs"], "resumed": resumed["epochs"]}, out / f"history{rank}.pt")
+    finally:
+        D.barrier()
+        D.cleanup(ctx)
+
+
+@pytest.fixture(scope="module")
+def ddp_train(tmp_path_factory):
+    from test_train import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path_factory.mktemp("reid") / "data", ids=12)
+    out = tmp_path_factory.mktemp("ddp_train")
+    mp.spawn(_train_worker, args=(_free_port(), str(out), str(data)), nprocs=WORLD, join=True)
+    return out, [torch.load(out / f"history{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_train_under_ddp_resumes_to_the_uninterrupted_weights(ddp_train):
+    out, histories = ddp_train
+    for run in ("full", "killed"):
+        names = sorted(p.name for p in (out / run).iterdir())
+        assert names == ["checkpoint.pt", "config.yaml", "history.json", "losses.png", "lr.png", "model.pt"], names
+    a = torch.load(out / "full" / "model.pt", weights_only=True)["model"]
+    b = torch.load(out / "killed" / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and not any(k.startswith("module.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The logged losses are the global batch's (averaged over ranks): the same on both ranks, and the
+    # resumed run's history (its first epochs come from the checkpoint) equals the uninterrupted one.
+    losses = [[e["loss"] for e in h["full"]] for h in histories]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+    assert [e["loss"] for e in histories[0]["resumed"]] == losses[0]
 
 
 def test_processes_join_from_torchrun_env(ddp_results):
@@ -234,12 +303,9 @@ def test_only_rank_zero_writes_and_resume_matches_uninterrupted(ddp_results):
         torch.testing.assert_close(r["resumed"], r["weights"], rtol=1e-6, atol=1e-7)
 
 
-def test_all_gather_rows_and_mean(ddp_results):
+def test_all_reduce_mean(ddp_results):
     _, results = ddp_results
-    expected = torch.cat([torch.zeros(3, 2), torch.ones(5, 2)])
-    for r in results:
-        assert torch.equal(r["gathered"], expected)
-        assert r["mean"].item() == 0.5
+    assert [r["mean"].item() for r in results] == [0.5, 0.5]
 
 
 # ---------------------------------------------------------------- single-process pieces
@@ -251,7 +317,7 @@ def test_single_process_defaults(monkeypatch):
     model = ToyReID()
     assert D.prepare_model(model, ctx, torch.device("cpu")) is model
     x = torch.randn(3, 2)
-    assert D.all_gather_rows(x) is x
+    assert torch.equal(D.all_reduce_mean(x), x)
     D.barrier()  # a no-op without a process group
     assert D.device_for(ctx, "cpu") == torch.device("cpu")
     assert D.device_for(D.DistContext(1, 2, 1, "nccl"), "cuda") == torch.device("cuda", 1)
@@ -263,8 +329,6 @@ def test_batch_splitting_rules():
         D.ids_per_rank(16, 3)
     with pytest.raises(UserError, match="at least 2"):
         D.ids_per_rank(16, 16)
-    shards = [D.shard(10, r, 3) for r in range(3)]
-    assert [list(s) for s in shards] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
 
 
 def test_sync_batchnorm_conversion_keeps_the_bnneck_bias_frozen():

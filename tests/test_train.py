@@ -72,6 +72,33 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data_root, tmp_path):
     assert [e["lr"] for e in full["epochs"]] == pytest.approx([3.5e-6, 3.5e-4 * 0.505, 3.5e-4, 3.5e-5])
 
 
+def test_cpu_data_path_draws_augmentations_per_rank_and_epoch(tmp_path):
+    """Every image is the same picture, so two ranks' batches differ only through their augmentation
+    draws: the ranks must not share one random stream, and an epoch's draws must not depend on what
+    ran before it (a resume redraws them)."""
+    from mot_reid.reid.datasets import load_dataset
+    from mot_reid.reid.train import TrainData
+
+    (tmp_path / "train").mkdir()
+    picture = np.random.default_rng(0).integers(0, 256, (40, 20, 3), dtype=np.uint8)
+    for pid in range(8):
+        for i in range(2):
+            Image.fromarray(picture).save(tmp_path / "train" / f"{pid:04d}_c1_{i:03d}.jpg")
+    items = load_dataset(tmp_path, "folder").train
+    cfg = recipe("data.ids_per_batch=4", "input.erasing_p=0.5")
+
+    def first_batch(rank: int, epoch: int, noise_seed: int) -> torch.Tensor:
+        torch.manual_seed(noise_seed)  # whatever the global RNG held before
+        data = TrainData(items, cfg, torch.device("cpu"), rank=rank, world_size=2)
+        data.set_epoch(epoch)
+        return next(iter(data))[0]
+
+    rank0 = first_batch(0, 1, noise_seed=0)
+    assert torch.equal(rank0, first_batch(0, 1, noise_seed=123))
+    assert not torch.equal(rank0, first_batch(1, 1, noise_seed=0))
+    assert not torch.equal(rank0, first_batch(0, 2, noise_seed=0))
+
+
 def test_outputs_and_final_model(data_root, tmp_path):
     train(recipe("solver.epochs=2"), data_root, tmp_path / "run")
     names = {p.name for p in (tmp_path / "run").iterdir()}

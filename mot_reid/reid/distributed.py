@@ -23,6 +23,9 @@ Design:
   there each rank normalises its own batch and DDP broadcasts rank 0's running statistics.
 - Checkpoints: rank 0 writes (`save_on_main`), every rank waits, and every rank can load the file;
   augmentations are reseeded from (seed, rank, epoch) so a resume needs no per-rank RNG states.
+- Logged losses are averaged over ranks (`all_reduce_mean`, once per epoch). Evaluation runs on
+  rank 0 alone (a Market-1501-sized test set takes seconds on one GPU); the other ranks wait for it
+  in their next collective.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None
+    owns_group: bool = False  # this process group was started here (by `init_from_env`): `cleanup` ends it
 
     @property
     def distributed(self) -> bool:
@@ -77,7 +81,7 @@ def init_from_env(device_type: str | None = None) -> DistContext:
     local_rank = _env_int("LOCAL_RANK", 0)
     if world_size <= 1:
         return DistContext()
-    if dist.is_initialized():
+    if dist.is_initialized():  # the caller's group (a launcher or a test): use it, leave it running
         return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
     if device_type is None:
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
@@ -91,7 +95,7 @@ def init_from_env(device_type: str | None = None) -> DistContext:
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
     else:
         dist.init_process_group("gloo")  # rank and world size come from RANK / WORLD_SIZE (env://)
-    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(), owns_group=True)
 
 
 def device_for(ctx: DistContext, name: str = "auto") -> torch.device:
@@ -104,8 +108,9 @@ def device_for(ctx: DistContext, name: str = "auto") -> torch.device:
     return device
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+def cleanup(ctx: DistContext) -> None:
+    """End the process group if `init_from_env` started it."""
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -156,38 +161,10 @@ def rank_pk_sampler(pids: Sequence[int], ids_per_batch: int, images_per_id: int,
                      world_size=world_size, rank=rank, mode=mode)
 
 
-def shard(n: int, rank: int | None = None, world_size: int | None = None) -> range:
-    """The contiguous slice of n items (e.g. evaluation images) this rank handles; `all_gather_rows` of
-    the per-rank results, in rank order, restores the original order."""
-    rank = get_rank() if rank is None else rank
-    world_size = get_world_size() if world_size is None else world_size
-    base, extra = divmod(n, world_size)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
-
-
 # ---------------------------------------------------------------- collectives
 
-def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate every rank's `tensor` along dim 0, in rank order; ranks may hold different row
-    counts (padded for the collective, trimmed after). Single process: the tensor itself."""
-    if not _active() or get_world_size() == 1:
-        return tensor
-    world = get_world_size()
-    count = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.int64)
-    counts = [torch.zeros_like(count) for _ in range(world)]
-    dist.all_gather(counts, count)
-    counts = [int(c.item()) for c in counts]
-    longest = max(counts)
-    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    gathered = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(gathered, padded.contiguous())
-    return torch.cat([g[:c] for g, c in zip(gathered, counts, strict=True)])
-
-
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of `tensor` over ranks (for logging losses); a copy, the input is left alone."""
+    """The mean of `tensor` over ranks (the logged losses of the global batch); a copy, the input is left alone."""
     out = tensor.detach().clone()
     if _active() and get_world_size() > 1:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
@@ -212,7 +189,7 @@ def prepare_model(model: nn.Module, ctx: DistContext, device: torch.device, sync
     """Wrap `model` (already on `device`, channels_last/compiled as wanted) in DDP when distributed.
 
     sync_bn: auto = SyncBatchNorm on CUDA with world > 1; on / off force it (on needs CUDA).
-    Keep a reference to the unwrapped model for state_dicts (`unwrap` gets it back too).
+    Keep a reference to the unwrapped model: its state_dict keys have no `module.` prefix.
     """
     if not ctx.distributed:
         return model
@@ -226,22 +203,12 @@ def prepare_model(model: nn.Module, ctx: DistContext, device: torch.device, sync
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and/or torch.compile wrappers (state_dict keys without prefixes)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
 # ---------------------------------------------------------------- checkpoints
 
 def save_on_main(obj, path: str | os.PathLike) -> bool:
-    """`torch.save` on rank 0 only, atomically; every rank then waits until the file is complete.
-    Returns True on the rank that wrote."""
+    """`torch.save` on rank 0 only (the one process when not distributed), through a temp file and a
+    rename, so a kill mid-write leaves the previous file intact; every rank then waits until the file
+    is complete. Returns True on the rank that wrote."""
     wrote = False
     if is_main_process():
         with atomic_path(Path(path)) as tmp:

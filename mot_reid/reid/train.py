@@ -3,14 +3,16 @@
     recipe -> dataset -> PK batches -> model -> ID + triplet + center loss -> Adam (+ SGD for centers)
            -> per-epoch LR schedule -> periodic evaluation -> atomic checkpoints -> plots
 
-The pieces a GPU run changes are behind small seams, switched by the recipe's `runtime` section and
-the device, never by a fork of the loop: `TrainData` (the per-image CPU data path here; a batched
-on-device augmentation path can replace it), `prepare_network` (channels_last, torch.compile; the
-place for DistributedDataParallel), `amp_dtype` + a GradScaler that is a no-op unless fp16.
+What a GPU run changes is chosen by the recipe's `runtime` / `data.device_cache` and the device,
+never by a fork of the loop: the data path (`TrainData`, per-image CPU transforms, or
+`device_data.DeviceTrainData`, a uint8 cache augmented batch-wise on the device), `prepare_network`
+(channels_last, DistributedDataParallel under torchrun, torch.compile), and `amp_dtype` + a
+GradScaler that is a no-op unless fp16.
 
 Resuming is exact: a checkpoint holds the model, both optimizers, the scheduler, the grad scaler,
-the sampler's epoch and every RNG state, and batches depend only on (seed, epoch). `data.sampler`
-chooses what an epoch is: each identity once (default) or the reference code's ~4x longer epoch.
+the sampler's epoch and the RNG states; batches and augmentations depend only on (seed, rank, epoch).
+`data.sampler` chooses what an epoch is: each identity once (default) or the reference code's ~4x
+longer epoch. Under DDP rank 0 alone logs, evaluates and writes files (see `distributed`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mot_reid import config
-from mot_reid.atomic import atomic_path, write_json
+from mot_reid.atomic import write_json
 from mot_reid.device import resolve_device
 from mot_reid.errors import UserError
 from mot_reid.log import logger, progress
@@ -110,6 +112,7 @@ class TrainData:
         from mot_reid.reid.transforms import build_train_transform
 
         self.device = device
+        self.seed, self.rank = recipe.solver.seed, rank
         # Under DDP this rank's share of each global PK batch: ids_per_batch / world_size whole identities.
         self.sampler = distributed.rank_pk_sampler([pid for _, pid, _ in items], recipe.data.ids_per_batch,
                                                    recipe.data.images_per_id, seed=recipe.solver.seed,
@@ -128,7 +131,12 @@ class TrainData:
             yield images.to(self.device, non_blocking=True), pids.to(self.device, non_blocking=True)
 
     def set_epoch(self, epoch: int) -> None:
+        """The sampler's epoch, and the global torch RNG (the transforms' and the workers' seeds) reseeded
+        from (seed, rank, epoch): ranks draw different augmentations, and a resume draws the same ones."""
+        from mot_reid.reid.device_data import epoch_seed
+
         self.sampler.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(self.seed, self.rank, epoch))
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
@@ -200,12 +208,6 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save through a temp file + rename: a kill mid-write leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -266,12 +268,20 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         dataset = load_dataset(data_root, recipe.data.dataset)
     if not dataset.train:
         raise UserError(f"the dataset at {dataset.root} has no training images")
-    num_classes = dataset.num_train_pids
-    solver = recipe.solver
     device = resolve_device(recipe.runtime.device)
     # torchrun sets WORLD_SIZE > 1: join the process group; this rank trains on GPU LOCAL_RANK.
     ctx = distributed.init_from_env(device.type)
-    device = distributed.device_for(ctx, str(device))
+    try:
+        return _train(recipe, dataset, output_dir, resume, on_step, ctx, distributed.device_for(ctx, str(device)))
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _train(recipe: ReIDRecipe, dataset, output_dir: Path, resume: bool, on_step, ctx: distributed.DistContext,
+           device: torch.device) -> dict:
+    ckpt_path = output_dir / CHECKPOINT
+    num_classes = dataset.num_train_pids
+    solver = recipe.solver
     if not ctx.is_main:
         logger.setLevel(logging.WARNING)  # rank 0 alone logs, evaluates and writes files
     logger.info("%s", dataset.summary() if hasattr(dataset, "summary") else f"{len(dataset.train)} training images")
@@ -316,17 +326,13 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         config.save(recipe, output_dir / "config.yaml")
 
     def checkpoint(epoch: int) -> None:
-        if not ctx.is_main:
-            distributed.barrier()
-            return
-        save_atomic({
+        distributed.save_on_main({
             "format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": num_classes,
             "model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
             "center_optimizer": center_optimizer.state_dict() if center_optimizer is not None else None,
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
             "sampler": data.state_dict(), "rng": rng_state(), "history": history,
         }, ckpt_path)
-        distributed.barrier()  # the other ranks wait until the file is complete
 
     for epoch in range(start_epoch, solver.epochs):
         data.set_epoch(epoch)
@@ -350,7 +356,8 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         bar.close()
         scheduler.step()
         seconds = time.perf_counter() - started
-        means = {k: v.item() / max(steps, 1) for k, v in sums.items()}
+        # The global batch's losses: every rank's own batch averaged (one collective per epoch).
+        means = {k: distributed.all_reduce_mean(v).item() / max(steps, 1) for k, v in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise UserError(f"training diverged at epoch {epoch + 1} (loss {means.get('loss')}); lower solver.lr")
         history["epochs"].append({"epoch": epoch + 1, "lr": lr, **means, "seconds": seconds,
@@ -367,21 +374,21 @@ def train(recipe: ReIDRecipe, data_root: str | Path | None, output_dir: str | Pa
         if last or (solver.checkpoint_every > 0 and (epoch + 1) % solver.checkpoint_every == 0):
             checkpoint(epoch + 1)
 
+    epochs = history["epochs"][-1]["epoch"] if history["epochs"] else 0
+    distributed.save_on_main({"format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe),
+                              "num_classes": num_classes, "model": model.state_dict(), "epoch": epochs},
+                             output_dir / FINAL_MODEL)
     if ctx.is_main:
-        finish(output_dir, recipe, model, num_classes, history)
+        write_history(output_dir, history)
+        logger.info("final model: %s", output_dir / FINAL_MODEL)
     distributed.barrier()
-    distributed.cleanup()
     return history
 
 
-def finish(output_dir: Path, recipe: ReIDRecipe, model: ReIDModel, num_classes: int, history: dict) -> None:
-    """The final model file, history with provenance, and the plots."""
+def write_history(output_dir: Path, history: dict) -> None:
+    """history.json with provenance, and the plots."""
     from mot_reid.reid.plots import plot_history
 
-    epochs = history["epochs"][-1]["epoch"] if history["epochs"] else 0
-    save_atomic({"format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": num_classes,
-                 "model": model.state_dict(), "epoch": epochs}, output_dir / FINAL_MODEL)
     write_json(output_dir / "history.json", {**history, "versions": versions()})
     for path in plot_history(history, output_dir):
         logger.info("wrote %s", path)
-    logger.info("final model: %s", output_dir / FINAL_MODEL)
