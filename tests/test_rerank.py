@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mot_reid.errors import UserError
 from mot_reid.reid.metrics import compute_distance, evaluate_ranking, re_ranking
 
 
@@ -50,7 +51,8 @@ def clustered(rng, num, ids, dim=8, noise=0.6):
     return centers[pids] + rng.normal(scale=noise, size=(num, dim)), pids
 
 
-@pytest.mark.parametrize("k1,k2,lam,num_q,num_g", [(20, 6, 0.3, 30, 120), (5, 1, 0.5, 12, 50), (7, 3, 0.0, 1, 40)])
+@pytest.mark.parametrize("k1,k2,lam,num_q,num_g", [(20, 6, 0.3, 30, 120), (5, 1, 0.5, 12, 50), (7, 3, 0.0, 1, 40),
+                                                   (3, 6, 0.3, 10, 40), (5, 10, 0.3, 10, 40)])  # k2 > k1 + 1
 def test_matches_dense_implementation(k1, k2, lam, num_q, num_g):
     rng = np.random.default_rng(k1 + num_q)
     qf, _ = clustered(rng, num_q, 15)
@@ -76,3 +78,10 @@ def test_float32_close_to_dense_and_helps_on_clustered_data():
     plain = evaluate_ranking(compute_distance(torch.tensor(qf), torch.tensor(gf)), qp, gp, qc, gc)
     reranked = evaluate_ranking(got, qp, gp, qc, gc)
     assert reranked["mAP"] > plain["mAP"]
+
+
+def test_bad_neighbour_counts_are_user_errors():
+    qf, gf = torch.randn(3, 4), torch.randn(5, 4)
+    for k1, k2 in ((0, 6), (20, 0)):
+        with pytest.raises(UserError, match="k1 >= 1 and k2 >= 1"):
+            re_ranking(qf, gf, k1, k2)

@@ -145,19 +145,24 @@ def re_ranking(qf, gf, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, dev
     num_q, n = len(qf), len(feats)
     if num_q == 0 or n == num_q:
         raise UserError("re-ranking needs at least one query and one gallery image")
+    if k1 < 1 or k2 < 1:
+        raise UserError(f"re-ranking needs k1 >= 1 and k2 >= 1, got k1={k1}, k2={k2}")
     k = min(k1 + 1, n)
+    k2 = min(k2, n)
     k_half = min(round(k1 / 2) + 1, n)  # round() is numpy.around's half-to-even, as in the reference
     sq = (feats * feats).sum(1)
 
-    # Pass 1: row maxima and the k nearest neighbours of every node (itself first).
+    # Pass 1: row maxima and the nearest neighbours of every node (itself first): k1 + 1 for the
+    # reciprocal sets, k2 for the query expansion (k2 may exceed k1 + 1).
     row_max = torch.empty(n, dtype=dtype, device=device)
-    nn = torch.empty(n, k, dtype=torch.long, device=device)
+    nearest = torch.empty(n, max(k, k2), dtype=torch.long, device=device)
     for start in range(0, n, row_chunk):
         rows = slice(start, start + row_chunk)
         dist = _sq_dist_rows(feats, sq, rows)
         row_max[rows] = dist.amax(1)
-        nn[rows] = torch.topk(dist, k, dim=1, largest=False, sorted=True).indices
+        nearest[rows] = torch.topk(dist, nearest.shape[1], dim=1, largest=False, sorted=True).indices
     row_max.clamp_(min=torch.finfo(dtype).tiny)
+    nn = nearest[:, :k].contiguous()
 
     # k-reciprocal sets R(i) (within nn[i]) and, for the expansion, the half-size sets of each node.
     recip = _reciprocal(nn, row_chunk)
@@ -191,16 +196,15 @@ def re_ranking(qf, gf, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, dev
 
     if k2 != 1:
         # Local query expansion: row i becomes the mean of the rows of its k2 nearest neighbours.
-        k2_eff = min(k2, n)
         r, c = v.indices()
         val = v.values()
         row_start = torch.searchsorted(r, torch.arange(n + 1, device=device))
-        sources = nn[:, :k2_eff].reshape(-1)
+        sources = nearest[:, :k2].reshape(-1)
         counts = row_start[sources + 1] - row_start[sources]
         which = torch.arange(len(sources), device=device).repeat_interleave(counts)
         offset = torch.arange(len(which), device=device) - (counts.cumsum(0) - counts)[which]
         entry = row_start[sources[which]] + offset
-        v = _coalesce(which // k2_eff, c[entry], val[entry] / k2_eff, n)
+        v = _coalesce(which // k2, c[entry], val[entry] / k2, n)
 
     return _jaccard_blend(v, feats, sq, row_max, num_q, lambda_value, pair_budget, row_chunk)
 
