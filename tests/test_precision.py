@@ -110,10 +110,17 @@ def test_train_step_moves_centers_by_center_lr_times_the_unweighted_gradient():
 @pytest.mark.gpu
 def test_bf16_and_fp16_training_steps_track_fp32_on_gpu():
     fp32 = {k: v.item() for k, v in _step(None, device="cuda")[0].items()}
+    native_bf16 = torch.cuda.get_device_capability()[0] >= 8
     for name in ("bf16", "fp16"):
-        dtype = amp_dtype(name, torch.device("cuda")) if name != "bf16" or torch.cuda.is_bf16_supported() else None
-        if dtype is None:
+        if name == "bf16" and not native_bf16:
             continue
+        dtype = amp_dtype(name, torch.device("cuda"))
         low = {k: v.item() for k, v in _step(dtype, device="cuda")[0].items()}
         for key in ("loss", "id", "triplet"):
             assert abs(fp32[key] - low[key]) <= 0.05 * abs(fp32[key]) + 0.02, (name, key, fp32, low)
+
+
+@pytest.mark.gpu
+def test_auto_amp_is_bf16_only_where_the_gpu_has_it_natively():
+    native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # Ampere and later
+    assert amp_dtype("auto", torch.device("cuda")) == (torch.bfloat16 if native_bf16 else torch.float16)

@@ -22,8 +22,8 @@ AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 def select_amp_dtype(amp: str, device_type: str, bf16_supported: bool = False) -> torch.dtype | None:
     """The autocast dtype for a recipe's `runtime.amp` on a device type, or None for full fp32.
 
-    `bf16_supported` says whether the CUDA device has native bf16 (`torch.cuda.is_bf16_supported()`);
-    it is an argument so the choice is testable without a GPU.
+    `bf16_supported` says whether the CUDA device has native bf16 (Ampere and later); it is an
+    argument so the choice is testable without a GPU.
     """
     if amp not in AMP_CHOICES:
         raise UserError(f"runtime.amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
@@ -41,8 +41,9 @@ def select_amp_dtype(amp: str, device_type: str, bf16_supported: bool = False) -
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """`select_amp_dtype` for an actual device (asks CUDA whether it has bf16)."""
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    """`select_amp_dtype` for an actual device. torch's bf16 check counts software emulation as support
+    by default, which would put V100s and T4s on slow emulated bf16 instead of fp16: ask for native."""
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     return select_amp_dtype(setting, device.type, bf16_supported=bf16)
 
 
