@@ -208,7 +208,11 @@ def _train_worker(rank: int, port: int, out_dir: str, data_root: str) -> None:
         except Kill:
             pass
         resumed = train(recipe(), data_root, out / "killed", resume=True)
-        torch.save({"full": full["epochs"], "resumed": resumed["epochs"]}, out / f"history{rank}.pt")
+        # Triplet (+ center) only: the classifier gets no gradient, and DDP must still finish its steps.
+        triplet_only = train(config.load(ReIDRecipe, None, [*TINY, "data.ids_per_batch=4", "loss.id_loss=false",
+                                                            "solver.epochs=1"]), data_root, out / "triplet_only")
+        torch.save({"full": full["epochs"], "resumed": resumed["epochs"], "triplet_only": triplet_only["epochs"]},
+                   out / f"history{rank}.pt")
     finally:
         D.barrier()
         D.cleanup(ctx)
@@ -226,7 +230,7 @@ def ddp_train(tmp_path_factory):
 
 def test_train_under_ddp_resumes_to_the_uninterrupted_weights(ddp_train):
     out, histories = ddp_train
-    for run in ("full", "killed"):
+    for run in ("full", "killed", "triplet_only"):
         names = sorted(p.name for p in (out / run).iterdir())
         assert names == ["checkpoint.pt", "config.yaml", "history.json", "losses.png", "lr.png", "model.pt"], names
     a = torch.load(out / "full" / "model.pt", weights_only=True)["model"]
@@ -239,6 +243,7 @@ def test_train_under_ddp_resumes_to_the_uninterrupted_weights(ddp_train):
     losses = [[e["loss"] for e in h["full"]] for h in histories]
     assert len(losses[0]) == 4 and losses[0] == losses[1]
     assert [e["loss"] for e in histories[0]["resumed"]] == losses[0]
+    assert [set(e) >= {"triplet", "center"} and "id" not in e for e in histories[0]["triplet_only"]] == [True]
 
 
 def test_processes_join_from_torchrun_env(ddp_results):

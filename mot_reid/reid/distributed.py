@@ -185,10 +185,12 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
 
 # ---------------------------------------------------------------- model
 
-def prepare_model(model: nn.Module, ctx: DistContext, device: torch.device, sync_bn: str = "auto") -> nn.Module:
+def prepare_model(model: nn.Module, ctx: DistContext, device: torch.device, sync_bn: str = "auto",
+                  find_unused_parameters: bool = False) -> nn.Module:
     """Wrap `model` (already on `device`, channels_last/compiled as wanted) in DDP when distributed.
 
     sync_bn: auto = SyncBatchNorm on CUDA with world > 1; on / off force it (on needs CUDA).
+    find_unused_parameters: some parameters get no gradient (costs a graph walk per step).
     Keep a reference to the unwrapped model: its state_dict keys have no `module.` prefix.
     """
     if not ctx.distributed:
@@ -200,7 +202,8 @@ def prepare_model(model: nn.Module, ctx: DistContext, device: torch.device, sync
             raise UserError("SyncBatchNorm needs CUDA; use sync_bn=off on CPU")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -87,13 +87,17 @@ def channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
 
 
 def prepare_network(model: ReIDModel, runtime: RuntimeConfig, device: torch.device,
-                    ctx: distributed.DistContext | None = None) -> torch.nn.Module:
+                    ctx: distributed.DistContext | None = None, id_loss: bool = True) -> torch.nn.Module:
     """What the loop calls forward on: the model in its memory format, wrapped in DDP under torchrun
     (SyncBatchNorm on CUDA), compiled if asked. The unwrapped `model` stays the owner of the weights
-    (state_dicts without wrapper prefixes)."""
+    (state_dicts without wrapper prefixes). Without the ID loss the classifier (and the BNNeck before
+    it) get no gradient, which DDP must be told about."""
     if channels_last(runtime, device):
         model.to(memory_format=torch.channels_last)
-    net = distributed.prepare_model(model, ctx, device) if ctx is not None else model
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size for the whole run: autotune the convolutions once
+    net = (distributed.prepare_model(model, ctx, device, find_unused_parameters=not id_loss)
+           if ctx is not None else model)
     return torch.compile(net) if runtime.compile else net
 
 
@@ -173,9 +177,11 @@ def train_step(net: torch.nn.Module, criterion: ReIDLoss, optimizer: torch.optim
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     if center_optimizer is not None:
-        # The centers' gradient carries the loss weight (5e-4); undo it so their SGD moves at center_lr.
+        # The centers live outside DDP: average their gradients first, so that under fp16 every rank's
+        # scaler sees the same inf/NaN verdict and skips or takes the step together.
+        distributed.average_gradients(criterion.center.parameters())
         scaler.unscale_(center_optimizer)
-        distributed.average_gradients(criterion.center.parameters())  # centers live outside DDP
+        # The centers' gradient carries the loss weight (5e-4); undo it so their SGD moves at center_lr.
         for param in criterion.center.parameters():
             param.grad.mul_(1.0 / criterion.cfg.center_weight)
         scaler.step(center_optimizer)
@@ -188,11 +194,12 @@ def train_step(net: torch.nn.Module, criterion: ReIDLoss, optimizer: torch.optim
 # ---------------------------------------------------------------- checkpoints
 
 def rng_state() -> dict:
-    """Every RNG the run draws from, as plain tensors/lists (loadable with weights_only=True)."""
+    """Every RNG the run draws from, as plain tensors/lists (loadable with weights_only=True). Not the
+    CUDA generators: nothing in training draws from them (augmentations draw on the CPU), and their
+    per-GPU states would tie a checkpoint to the number of GPUs visible when it was written."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
@@ -200,8 +207,6 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
@@ -319,7 +324,7 @@ def _train(recipe: ReIDRecipe, dataset, output_dir: Path, resume: bool, on_step,
         logger.info("resuming %s after epoch %d", ckpt_path, start_epoch)
     del ckpt
 
-    net = prepare_network(model, recipe.runtime, device, ctx)
+    net = prepare_network(model, recipe.runtime, device, ctx, id_loss=recipe.loss.id_loss)
     memory_format = torch.channels_last if channels_last(recipe.runtime, device) else torch.contiguous_format
     can_evaluate = bool(dataset.query) and bool(dataset.gallery)
     if ctx.is_main:
