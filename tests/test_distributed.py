@@ -22,10 +22,10 @@ from mot_reid import config
 from mot_reid.errors import UserError
 from mot_reid.reid import distributed as D
 from mot_reid.reid.device_data import BatchAugment, DeviceTrainData, ImageCache
-from mot_reid.reid.losses import CenterLoss, batch_hard_triplet_loss
-from mot_reid.reid.recipe import InputConfig, ReIDRecipe
+from mot_reid.reid.losses import CenterLoss, ReIDLoss, batch_hard_triplet_loss
+from mot_reid.reid.recipe import InputConfig, LossConfig, ReIDRecipe
 from mot_reid.reid.sampler import PKSampler
-from mot_reid.reid.train import train
+from mot_reid.reid.train import train, train_step
 
 WORLD = 2
 N_IDS, P, K = 24, 8, 3  # global P = 8 identities: 4 per rank
@@ -164,6 +164,21 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         result["resumed"] = _flat(model, center)
 
         result["mean"] = D.all_reduce_mean(torch.tensor([float(rank)]))
+
+        # fp16's GradScaler with a non-finite batch on rank 1 only: the step is skipped on both ranks
+        # (DDP averages the model's gradients; the centers' are averaged before the scaler judges them).
+        model, ddp, _, opt, _ = _build(rank)
+        criterion = ReIDLoss(LossConfig(), N_IDS, 6)
+        center_opt = torch.optim.SGD(criterion.center.parameters(), lr=0.5)
+        scaler = torch.amp.GradScaler("cpu", enabled=True)
+        data = _data(rank)
+        data.set_epoch(0)
+        images, pids = next(iter(data))
+        if rank == 1:
+            images[0] = float("nan")
+        train_step(ddp, criterion, opt, center_opt, scaler, images, pids, None)
+        result["after_bad_step"] = _gather(torch.cat([criterion.center.centers.detach().flatten(),
+                                                      torch.tensor([scaler.get_scale()])]))
         torch.save(result, out / f"rank{rank}.pt")
     finally:
         D.barrier()
@@ -306,6 +321,14 @@ def test_only_rank_zero_writes_and_resume_matches_uninterrupted(ddp_results):
     assert not any(k.startswith("module.") for k in keys)
     for r in results:
         torch.testing.assert_close(r["resumed"], r["weights"], rtol=1e-6, atol=1e-7)
+
+
+def test_fp16_step_with_a_bad_batch_on_one_rank_is_skipped_on_every_rank(ddp_results):
+    _, results = ddp_results
+    after = results[0]["after_bad_step"]
+    assert torch.isfinite(after).all()
+    torch.testing.assert_close(after[0], after[1], rtol=0, atol=0)  # same centers and scale on both ranks
+    assert after[0, -1] == 65536.0 / 2  # the scaler backed off once: the step was judged non-finite
 
 
 def test_all_reduce_mean(ddp_results):
