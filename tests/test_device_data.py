@@ -277,8 +277,36 @@ def test_device_train_data_is_reproducible_per_epoch():
     again = [x for x, _ in data]
     assert all(torch.equal(a[0], b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0][0], other[0])
-    # another rank augments differently
-    assert epoch_seed(7, 0, 0) != epoch_seed(7, 1, 0) != epoch_seed(7, 0, 1)
+    # another rank, another epoch, another seed: other augmentations
+    assert len({epoch_seed(7, 0, 0), epoch_seed(7, 1, 0), epoch_seed(7, 0, 1), epoch_seed(8, 0, 0)}) == 4
+
+
+def test_mid_epoch_resume_replays_the_remaining_batches_exactly():
+    from mot_reid.reid.sampler import PKSampler
+
+    n = 48
+    g = torch.Generator().manual_seed(0)
+    cache = ImageCache(torch.randint(0, 256, (n, 3, *SIZE), dtype=torch.uint8, generator=g), torch.device("cpu"))
+    pids = [i // 4 for i in range(n)]
+
+    def data() -> DeviceTrainData:
+        return DeviceTrainData(cache, pids, PKSampler(pids, 3, 2, seed=5), BatchAugment(cfg(), "cpu"), seed=7)
+
+    straight = data()
+    straight.set_epoch(1)
+    batches, state = [], None
+    for step, (x, y) in enumerate(straight):
+        batches.append((x.clone(), y.clone()))
+        if step == 1:
+            state = straight.state_dict()  # two batches trained on
+    assert len(batches) == 4 and state["position"] == 2
+    resumed = data()
+    resumed.load_state_dict(state)
+    resumed.set_epoch(1)  # what the training loop does next
+    rest = list(resumed)
+    assert len(rest) == 2
+    for (x, y), (xr, yr) in zip(batches[2:], rest, strict=True):
+        assert torch.equal(x, xr) and torch.equal(y, yr)
 
 
 @pytest.mark.gpu

@@ -29,7 +29,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ ERASE_VALUE = 0.0  # what transforms.py erases with: 0 in the normalised image (
 # Keep the cache on the device only while it takes at most this share of the free device memory;
 # the rest is for the model, activations and the optimizer.
 DEVICE_SHARE = 0.5
+DEVICE_CHUNK = 1024  # images decoded into host memory at a time when the cache goes to the device
 PLACEMENTS = ("auto", "device", "host")
 
 
@@ -81,7 +82,7 @@ class ImageCache:
               placement: str = "auto", workers: int | None = None) -> ImageCache:
         """Decode `paths` once (threads: PIL releases the GIL while decoding and resizing).
 
-        placement: device = on the training device, host = host memory (pinned when CUDA exists),
+        placement: device = on the training device, host = host memory (pinned when training on CUDA),
         auto = the device if the cache fits in `DEVICE_SHARE` of its free memory, else host.
         """
         if placement not in PLACEMENTS:
@@ -89,27 +90,39 @@ class ImageCache:
         device = torch.device(device)
         height, width = size
         n = len(paths)
-        pin = torch.cuda.is_available() and device.type == "cuda"
-        images = torch.empty((n, 3, height, width), dtype=torch.uint8, pin_memory=pin)
+        on_device = _keep_on_device(n * 3 * height * width, device, placement)
+        # Pinned only when the cache stays in host memory for a GPU: a pinned staging copy of a cache
+        # headed for the device would stay in torch's pinned-block cache for the whole run.
+        pin = not on_device and device.type == "cuda"
+        images = torch.empty((n, 3, height, width), dtype=torch.uint8, pin_memory=pin,
+                             device=device if on_device else "cpu")
+        # Headed for the device: decode chunk by chunk into a small host buffer and copy each over.
+        chunk = DEVICE_CHUNK if on_device else max(n, 1)
         workers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool, \
+                progress(total=n, desc="decoding images", unit="img") as bar:
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                target = torch.empty((stop - start, 3, height, width), dtype=torch.uint8) if on_device \
+                    else images[start:stop]
 
-        def load(i: int) -> None:
-            images[i] = _decode_resized(paths[i], size)
+                def load(i: int, target=target, start=start) -> None:
+                    target[i - start] = _decode_resized(paths[i], size)
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            # list() re-raises the first decode failure (a UserError naming the file) here.
-            list(progress(pool.map(load, range(n)), total=n, desc="decoding images", unit="img"))
-        if _keep_on_device(images.numel(), device, placement):
-            images = images.to(device)
-        where = "device" if images.device.type != "cpu" else ("pinned host" if pin else "host")
+                # list() re-raises the first decode failure (a UserError naming the file) here.
+                for _ in pool.map(load, range(start, stop)):
+                    bar.update()
+                if on_device:
+                    images[start:stop].copy_(target)
+        where = "device" if on_device else ("pinned host" if pin else "host")
         logger.info("image cache: %d images at %dx%d, %.2f GB in %s memory", n, height, width,
                     images.numel() / 1e9, where)
         return cls(images, device)
 
     def gather(self, indices: torch.Tensor) -> torch.Tensor:
-        """The uint8 images at `indices` (a CPU int64 tensor), on the training device."""
+        """The uint8 images at `indices` (int64, on the same device as the cache), on the training device."""
         if self.on_device:
-            return self.images.index_select(0, indices.to(self.images.device))
+            return self.images.index_select(0, indices)
         if self.images.is_pinned():
             # Gather into pinned memory so the copy is asynchronous; the caching host allocator keeps
             # the buffer alive until the copy has finished.
@@ -142,6 +155,15 @@ class AugmentParams:
     erase_left: torch.Tensor  # int64
     erase_h: torch.Tensor  # int64
     erase_w: torch.Tensor  # int64
+
+    def packed(self) -> torch.Tensor:
+        """All fields as rows of one int64 tensor (one host-to-device copy instead of eight)."""
+        return torch.stack([getattr(self, f.name).long() for f in fields(self)])
+
+    @classmethod
+    def unpack(cls, rows: torch.Tensor) -> AugmentParams:
+        values = dict(zip([f.name for f in fields(cls)], rows.unbind(0), strict=True))
+        return cls(**{**values, "flip": values["flip"].bool(), "erase": values["erase"].bool()})
 
 
 class BatchAugment:
@@ -198,7 +220,7 @@ class BatchAugment:
         batch = images.shape[0]
         height, width = self.size
         pad = self.cfg.padding
-        p = {k: v.to(device, non_blocking=True) for k, v in vars(params).items()}
+        p = {k: v.to(device) for k, v in vars(params).items()}  # no-ops when drawn for `DeviceTrainData`
 
         # Flip, pad and crop as two gathers (rows, then columns): output pixel (r, c) reads padded
         # pixel (r + crop_y, c + crop_x), mirrored as (W + 2 pad - 1 - that) for flipped images (the
@@ -243,7 +265,7 @@ class DeviceTrainData:
         if len(pids) != len(cache):
             raise ValueError(f"{len(cache)} cached images but {len(pids)} pids")
         self.cache, self.augment, self.sampler = cache, augment, batch_sampler
-        self.pids = torch.as_tensor(list(pids), dtype=torch.int64).to(cache.device)
+        self.pids = torch.as_tensor(list(pids), dtype=torch.int64)  # on the CPU, indexed with the sampler's indices
         self.seed, self.rank = seed, rank
         self.generator = torch.Generator()
         self.set_epoch(0)
@@ -270,15 +292,29 @@ class DeviceTrainData:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         self.generator.manual_seed(epoch_seed(self.seed, self.rank, epoch))
+        # A sampler resumed mid-epoch continues where it stopped: move the generator past the batches
+        # already trained on (PK batches all have one size, and a draw's randomness does not vary).
+        for _ in range(getattr(self.sampler, "position", 0)):
+            self.augment.draw(self.sampler.P * self.sampler.K, self.generator)
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = self.cache.device
+        cache_on_cpu = self.cache.images.device.type == "cpu"
         for batch in self.sampler:
             indices = torch.as_tensor(list(batch), dtype=torch.int64)
-            images = self.augment(self.cache.gather(indices), self.generator)
-            yield images, self.pids[indices.to(self.pids.device)]
+            params = self.augment.draw(len(indices), self.generator)
+            # Labels, indices and augmentation parameters go over in ONE copy from pinned memory, so
+            # the host queues the next batch without waiting for the GPU (a copy from pageable memory,
+            # or eight small ones, would synchronise every step).
+            host = torch.cat([self.pids[indices][None], indices[None], params.packed()])
+            if device.type == "cuda":
+                host = host.pin_memory()
+            moved = host.to(device, non_blocking=True)
+            images = self.cache.gather(indices if cache_on_cpu else moved[1])
+            yield self.augment.apply(images, AugmentParams.unpack(moved[2:])), moved[0]
 
     def state_dict(self) -> dict:
         state = self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else {}
