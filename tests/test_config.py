@@ -87,3 +87,15 @@ def test_resolve_config_path_by_name_and_path(tmp_path):
     assert config.resolve_config_path(path, "tracker") == path
     with pytest.raises(UserError, match="config file not found"):
         config.resolve_config_path(tmp_path / "absent.yaml", "tracker")
+
+
+def test_bare_on_and_off_mean_the_words_where_a_choice_allows_them(tmp_path):
+    """YAML 1.1 reads a bare on/off as true/false; `amp` allows off but not on."""
+    from mot_reid.reid.recipe import ReIDRecipe
+
+    recipe = config.load(ReIDRecipe, None, ["runtime.amp=off", "runtime.channels_last=on", "data.device_cache=off"])
+    assert (recipe.runtime.amp, recipe.runtime.channels_last, recipe.data.device_cache) == ("off", "on", "off")
+    (tmp_path / "r.yaml").write_text("runtime:\n  amp: off\n")
+    assert config.load(ReIDRecipe, tmp_path / "r.yaml").runtime.amp == "off"
+    with pytest.raises(UserError, match="runtime.amp"):
+        config.load(ReIDRecipe, None, ["runtime.amp=on"])  # not a choice of amp: still refused
