@@ -3,9 +3,10 @@ Market-1501-sized features. Writes BENCHMARKS.md sections `bench_reid` (training
 `bench_reid_eval` (evaluation).
 
 Training (`--part train`): `mot_reid.reid.train.train_step` (forward, ID + triplet + center loss,
-backward, Adam and center-SGD steps) on random PK batches already on the device, so the figure is
-the model's training speed without image decoding; the reference recipe (BNNeck, last stride 1)
-from random init.
+backward, Adam and center-SGD steps), the reference recipe (BNNeck, last stride 1) from random init,
+on `--data fixed` (one random batch already on the device: the model's speed alone) and/or
+`--data cache` (the GPU data path: a uint8 image cache on the device, PK sampling, augmentation
+batched on the device), for each `--amp` precision.
 
 Evaluation (`--part eval`): Market-1501's test split, 3368 queries x 15913 gallery, 2048-D (ResNet50)
 features, 750 test ids, 6 cameras: distance matrix + CMC/mAP/mINP, then k-reciprocal re-ranking
@@ -17,9 +18,9 @@ Every measurement runs in its own child process, so its peak memory (max RSS on 
 allocated on CUDA) is its own. Devices: the CPU, plus the GPU whenever CUDA is available.
 
     python scripts/bench_reid.py                               # both parts, cpu (+ cuda when present)
-    python scripts/bench_reid.py --part train --iters 3 --warmup 1
+    python scripts/bench_reid.py --part train --iters 3 --warmup 1 --amp off bf16
     python scripts/bench_reid.py --part eval --devices cuda --skip-rerank
-    python scripts/bench_reid.py --devices cuda --iters 50 --warmup 10 --amp bf16
+    python scripts/bench_reid.py --devices cuda --iters 50 --warmup 10 --amp off bf16 fp16   # an H100
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import machine, update_section  # noqa: E402
 
 from mot_reid.device import resolve_device  # noqa: E402
+from mot_reid.reid.device_data import BatchAugment, DeviceTrainData, ImageCache  # noqa: E402
 from mot_reid.reid.losses import ReIDLoss  # noqa: E402
 from mot_reid.reid.metrics import compute_distance, evaluate_ranking, re_ranking  # noqa: E402
 from mot_reid.reid.model import build_model  # noqa: E402
 from mot_reid.reid.precision import amp_dtype  # noqa: E402
 from mot_reid.reid.recipe import ReIDRecipe  # noqa: E402
+from mot_reid.reid.sampler import PKSampler  # noqa: E402
 from mot_reid.reid.train import (  # noqa: E402
     build_optimizer,
     channels_last,
@@ -67,9 +70,27 @@ def peak_bytes(device: torch.device) -> int:
 
 # ---------------------------------------------------------------- training
 
+def cached_batches(device: torch.device, size: tuple[int, int], p: int, k: int, num_images: int, recipe):
+    """Endless batches from the training data path a GPU run uses: a uint8 image cache (random pixels,
+    Market-1501's 751 identities) on the device, PK sampling and batched on-device augmentation."""
+    gen = torch.Generator().manual_seed(0)
+    pids = torch.randint(0, NUM_TRAIN_IDS, (num_images,), generator=gen).tolist()
+    images = torch.randint(0, 256, (num_images, 3, *size), dtype=torch.uint8, generator=gen)
+    recipe.input.size = size
+    recipe.data.ids_per_batch, recipe.data.images_per_id = p, k
+    data = DeviceTrainData(ImageCache(images.to(device), device), pids, PKSampler(pids, p, k),
+                           BatchAugment(recipe.input, device, channels_last=channels_last(recipe.runtime, device)))
+    epoch = 0
+    while True:
+        data.set_epoch(epoch)
+        yield from data
+        epoch += 1
+
+
 def train_throughput(backbone: str, device: torch.device, size: tuple[int, int], p: int, k: int,
-                     iters: int, warmup: int, amp: str) -> dict:
-    """Images per second over `iters` timed steps after `warmup` untimed ones."""
+                     iters: int, warmup: int, amp: str, data: str, cache_images: int) -> dict:
+    """Images per second over `iters` timed steps after `warmup` untimed ones. data: `fixed` = one
+    random batch already on the device (the model alone); `cache` = batches from the on-device data path."""
     recipe = ReIDRecipe()
     recipe.runtime.amp = amp
     recipe.model.backbone, recipe.model.pretrained = backbone, "none"
@@ -82,17 +103,21 @@ def train_throughput(backbone: str, device: torch.device, size: tuple[int, int],
     scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     net = prepare_network(model, recipe.runtime, device)
     fmt = torch.channels_last if channels_last(recipe.runtime, device) else torch.contiguous_format
-    images = torch.randn(p * k, 3, *size, device=device).contiguous(memory_format=fmt)
-    pids = torch.arange(p, device=device).repeat_interleave(k) * (NUM_TRAIN_IDS // p)
+    if data == "cache":
+        batches = cached_batches(device, size, p, k, cache_images, recipe)
+    else:
+        fixed = (torch.randn(p * k, 3, *size, device=device).contiguous(memory_format=fmt),
+                 torch.arange(p, device=device).repeat_interleave(k) * (NUM_TRAIN_IDS // p))
+        batches = iter(lambda: fixed, None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     for _ in range(warmup):
-        train_step(net, criterion, optimizer, center_opt, scaler, images, pids, autocast)
+        train_step(net, criterion, optimizer, center_opt, scaler, *next(batches), autocast)
     sync(device)
     started = time.perf_counter()
     for _ in range(iters):
-        parts = train_step(net, criterion, optimizer, center_opt, scaler, images, pids, autocast)
+        parts = train_step(net, criterion, optimizer, center_opt, scaler, *next(batches), autocast)
     parts["loss"].item()
     sync(device)
     ips = iters * p * k / (time.perf_counter() - started)
@@ -117,8 +142,16 @@ def features(num_q: int, num_g: int, dim: int, device: torch.device, seed: int =
     return qf, gf, q_pids, g_pids, q_cams, g_cams
 
 
+def run_eval_step(step: str, qf, gf, q_pids, g_pids, q_cams, g_cams) -> dict:
+    if step == "eval":
+        return evaluate_ranking(compute_distance(qf, gf), q_pids, g_pids, q_cams, g_cams)
+    return evaluate_ranking(re_ranking(qf, gf, k1=20, k2=6, lambda_value=0.3), q_pids, g_pids, q_cams, g_cams)
+
+
 def eval_time(step: str, device: torch.device, num_q: int, num_g: int, dim: int) -> dict:
     """Seconds for `eval` (distance + ranking metrics) or `rerank` (re-ranking + ranking metrics)."""
+    # Warm up on a small problem first: CUDA's lazy kernel loading and library handles are one-off costs.
+    run_eval_step(step, *features(64, 256, dim, device, seed=1))
     qf, gf, q_pids, g_pids, q_cams, g_cams = features(num_q, num_g, dim, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -142,7 +175,8 @@ def child(job: dict, args) -> dict:
     """Run one measurement in a fresh process (its own peak memory); returns its JSON result."""
     cmd = [sys.executable, __file__, "--child", json.dumps(job), "--size", *map(str, args.size),
            "--p", str(args.p), "--k", str(args.k), "--iters", str(args.iters), "--warmup", str(args.warmup),
-           "--amp", args.amp, "--queries", str(args.queries), "--gallery", str(args.gallery), "--dim", str(args.dim)]
+           "--cache-images", str(args.cache_images), "--queries", str(args.queries), "--gallery", str(args.gallery),
+           "--dim", str(args.dim)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = {**job, **json.loads(out.strip().splitlines()[-1])}
     print(json.dumps(result), flush=True)
@@ -153,7 +187,7 @@ def run_child(job: dict, args) -> dict:
     device = resolve_device(job["device"])
     if job["kind"] == "train":
         return train_throughput(job["backbone"], device, tuple(args.size), args.p, args.k, args.iters,
-                                args.warmup, args.amp)
+                                args.warmup, job["amp"], job["data"], args.cache_images)
     return eval_time(job["step"], device, args.queries, args.gallery, args.dim)
 
 
@@ -176,18 +210,22 @@ def load_note() -> str:
 
 
 def train_table(results: list[dict], args) -> str:
+    data_names = {"fixed": "fixed batch on the device", "cache": "uint8 cache + on-device augmentation"}
     rows = [f"| {r['device_name']} | {r['backbone']} | {args.size[0]}x{args.size[1]} | {args.p}x{args.k} | "
-            f"{r['precision']} | {r['images_per_s']:.1f} | {r['peak_bytes'] / 2**30:.2f} |" for r in results]
+            f"{r['precision']} | {data_names[r['data']]} | {r['images_per_s']:.1f} | {r['peak_bytes'] / 2**30:.2f} |"
+            for r in results]
     return "\n".join([
         f"### ReID training throughput (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)",
         "",
         "One full training step (forward, ID + triplet + center loss, backward, Adam + center SGD), "
-        "BNNeck / last stride 1, random init, batches already on the device (no decoding). "
+        "BNNeck / last stride 1, random init. Data: a fixed batch already on the device (the model alone), "
+        f"or the GPU data path: a uint8 cache of {args.cache_images} random images on the device, PK sampling, "
+        "flip + pad/crop + normalise + random erasing batched on the device (decoding is once, before). "
         f"{args.iters} timed steps after {args.warmup} warm-up step(s); shared machines vary by up to 2x. "
-        "Peak memory: max RSS of the measuring process on CPU (runtime included), peak allocated on CUDA.",
+        "Peak memory: max RSS of the measuring process on CPU (runtime and cache included), peak allocated on CUDA.",
         "",
-        "| device | backbone | input | batch (PxK) | precision | images/s | peak memory (GiB) |",
-        "|---|---|---|---|---|---|---|",
+        "| device | backbone | input | batch (PxK) | precision | data | images/s | peak memory (GiB) |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         load_note(),
@@ -232,8 +270,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="images per identity")
     parser.add_argument("--iters", type=int, default=3, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=1, help="untimed training steps first")
-    parser.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
-                        help="training precision (auto: bf16 on CUDA with bf16 support, else fp32)")
+    parser.add_argument("--amp", nargs="+", default=["auto"], choices=["auto", "off", "bf16", "fp16"],
+                        help="training precision(s), one row each (auto: bf16 on CUDA with bf16 support, else fp32)")
+    parser.add_argument("--data", nargs="+", default=["fixed", "cache"], choices=["fixed", "cache"],
+                        help="training batches: fixed (the model alone) and/or cache (the on-device data path)")
+    parser.add_argument("--cache-images", type=int, default=12936, help="images in the cache (Market-1501: 12936)")
     parser.add_argument("--queries", type=int, default=3368)
     parser.add_argument("--gallery", type=int, default=15913)
     parser.add_argument("--dim", type=int, default=2048)
@@ -247,8 +288,9 @@ def main() -> None:
         return
 
     if args.part in ("train", "all"):
-        results = [{**child({"kind": "train", "device": d, "backbone": b}, args), "device_name": where(d)}
-                   for d in args.devices for b in args.backbones]
+        results = [{**child({"kind": "train", "device": d, "backbone": b, "amp": a, "data": data}, args),
+                    "device_name": where(d)}
+                   for d in args.devices for b in args.backbones for a in args.amp for data in args.data]
         table = train_table(results, args)
         if not args.no_write:
             update_section("bench_reid", table)
