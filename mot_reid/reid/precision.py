@@ -31,8 +31,9 @@ def select_amp_dtype(amp: str, device_type: str, bf16_supported: bool = False) -
         return None
     if amp == "auto":
         if device_type != "cuda":
-            # CPU bf16 pays off only with native bf16 units (AVX512-BF16 / AMX: 1.65x faster ResNet18
-            # training in BENCHMARKS.md); without them it is emulated and slower. Opt in with bf16.
+            # CPU bf16 pays off only with native bf16 units (AVX512-BF16 / AMX: ResNet50 training 2.8x
+            # faster in BENCHMARKS.md); without them it is emulated and slower, and torch has no public
+            # query for them. Opt in with bf16.
             return None
         return torch.bfloat16 if bf16_supported else torch.float16
     if amp == "bf16":
