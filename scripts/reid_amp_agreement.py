@@ -52,7 +52,7 @@ def device_name(device: torch.device) -> str:
 def train_one(args, recipe_path: Path, name: str, seed: int, amp: str, dataset) -> dict:
     """One training run of the shrunk recipe; returns its per-epoch history, final evaluation and seconds."""
     base = config.load(ReIDRecipe, recipe_path)
-    overrides = [*cpu_overrides(base, args), f"runtime.device={args.device}", f"runtime.amp='{amp}'",
+    overrides = [*cpu_overrides(base, args), f"runtime.device={args.device}", f"runtime.amp={amp}",
                  f"solver.seed={seed}"]  # after cpu_overrides: these win over its runtime.device=cpu
     recipe = config.load(ReIDRecipe, recipe_path, overrides)
     out = Path(args.output) / name
