@@ -130,7 +130,7 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
                 errors.append(str(exc))
         raise UserError(errors[0] if len(errors) == 1 else f"config key {name!r}: bad value {value!r}")
     if origin is typing.Literal:
-        if isinstance(value, bool) and ("on" if value else "off") in args:
+        if isinstance(value, bool) and all(isinstance(a, str) for a in args):
             value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if value not in args:
             raise UserError(f"config key {name!r} must be one of {', '.join(map(repr, args))}, got {value!r}")

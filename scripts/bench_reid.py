@@ -80,11 +80,15 @@ def cached_batches(device: torch.device, size: tuple[int, int], p: int, k: int, 
     recipe.data.ids_per_batch, recipe.data.images_per_id = p, k
     data = DeviceTrainData(ImageCache(images.to(device), device), pids, PKSampler(pids, p, k),
                            BatchAugment(recipe.input, device, channels_last=channels_last(recipe.runtime, device)))
-    epoch = 0
-    while True:
-        data.set_epoch(epoch)
-        yield from data
-        epoch += 1
+
+    def endless():  # built above, before any step is timed
+        epoch = 0
+        while True:
+            data.set_epoch(epoch)
+            yield from data
+            epoch += 1
+
+    return endless()
 
 
 def train_throughput(backbone: str, device: torch.device, size: tuple[int, int], p: int, k: int,
@@ -211,6 +215,10 @@ def load_note() -> str:
 
 def train_table(results: list[dict], args) -> str:
     data_names = {"fixed": "fixed batch on the device", "cache": "uint8 cache + on-device augmentation"}
+    data_text = {"fixed": "a fixed batch already on the device (the model alone)",
+                 "cache": f"the GPU data path: a uint8 cache of {args.cache_images} random images on the device, "
+                          "PK sampling, flip + pad/crop + normalise + random erasing batched on the device "
+                          "(decoding is once, before)"}
     rows = [f"| {r['device_name']} | {r['backbone']} | {args.size[0]}x{args.size[1]} | {args.p}x{args.k} | "
             f"{r['precision']} | {data_names[r['data']]} | {r['images_per_s']:.1f} | {r['peak_bytes'] / 2**30:.2f} |"
             for r in results]
@@ -218,9 +226,8 @@ def train_table(results: list[dict], args) -> str:
         f"### ReID training throughput (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)",
         "",
         "One full training step (forward, ID + triplet + center loss, backward, Adam + center SGD), "
-        "BNNeck / last stride 1, random init. Data: a fixed batch already on the device (the model alone), "
-        f"or the GPU data path: a uint8 cache of {args.cache_images} random images on the device, PK sampling, "
-        "flip + pad/crop + normalise + random erasing batched on the device (decoding is once, before). "
+        "BNNeck / last stride 1, random init. Data: "
+        + " or ".join(data_text[d] for d in args.data) + ". "
         f"{args.iters} timed steps after {args.warmup} warm-up step(s); shared machines vary by up to 2x. "
         "Peak memory: max RSS of the measuring process on CPU (runtime and cache included), peak allocated on CUDA.",
         "",

@@ -97,5 +97,12 @@ def test_bare_on_and_off_mean_the_words_where_a_choice_allows_them(tmp_path):
     assert (recipe.runtime.amp, recipe.runtime.channels_last, recipe.data.device_cache) == ("off", "on", "off")
     (tmp_path / "r.yaml").write_text("runtime:\n  amp: off\n")
     assert config.load(ReIDRecipe, tmp_path / "r.yaml").runtime.amp == "off"
-    with pytest.raises(UserError, match="runtime.amp"):
-        config.load(ReIDRecipe, None, ["runtime.amp=on"])  # not a choice of amp: still refused
+    with pytest.raises(UserError, match="runtime.amp.*got 'on'"):
+        config.load(ReIDRecipe, None, ["runtime.amp=on"])  # not a choice of amp: refused, in the user's words
+
+
+def test_re_ranking_neighbour_counts_are_checked_when_the_recipe_loads():
+    from mot_reid.reid.recipe import ReIDRecipe
+
+    with pytest.raises(UserError, match="rerank_k1 and test.rerank_k2 must be at least 1"):
+        config.load(ReIDRecipe, None, ["test.rerank_k2=0"])

@@ -244,6 +244,23 @@ def test_normalised_pixel_statistics_match_the_cpu_path(real_crops):
 
 
 @pytest.mark.slow
+def test_a_cache_headed_for_the_device_is_decoded_chunk_by_chunk(real_crops, tmp_path, monkeypatch):
+    """The path a GPU-resident cache takes (decode a chunk on the host, copy it over), run on the CPU:
+    the same pixels as decoding all at once, and a bad file in a later chunk is still named."""
+    import mot_reid.reid.device_data as device_data
+
+    whole = ImageCache.build(real_crops, SIZE, "cpu", workers=2).images
+    monkeypatch.setattr(device_data, "_keep_on_device", lambda nbytes, device, placement: True)
+    monkeypatch.setattr(device_data, "DEVICE_CHUNK", 5)
+    chunked = ImageCache.build(real_crops, SIZE, "cpu", workers=2).images
+    assert torch.equal(chunked, whole) and not chunked.is_pinned()
+    garbage = tmp_path / "0009_c1_000001.jpg"
+    garbage.write_bytes(b"not a jpeg at all")
+    with pytest.raises(UserError, match="0009_c1_000001.jpg"):
+        ImageCache.build([*real_crops[:7], str(garbage)], SIZE, "cpu", workers=2)
+
+
+@pytest.mark.slow
 def test_undecodable_images_are_user_errors(real_crops, tmp_path):
     garbage = tmp_path / "0001_c1_000001.jpg"
     garbage.write_bytes(b"not a jpeg at all")

@@ -117,6 +117,8 @@ def test_refusals(data_root, tmp_path):
         train(recipe("solver.epochs=1"), data_root, tmp_path / "run")
     with pytest.raises(UserError, match="another architecture"):
         train(recipe("solver.epochs=2", "model.backbone=resnet34"), data_root, tmp_path / "run", resume=True)
+    with pytest.raises(UserError, match="solver.seed=0; resume with that seed"):
+        train(recipe("solver.epochs=2", "solver.seed=1"), data_root, tmp_path / "run", resume=True)
     with pytest.raises(UserError, match="identities"):
         train(recipe("data.ids_per_batch=16"), data_root, tmp_path / "big")
 
@@ -167,3 +169,20 @@ def test_training_on_the_real_mot2reid_set_beats_random_init(shared_data, tmp_pa
     trained = history["evals"][-1]["mAP"]
     # measured: 75.6% untrained -> 81.3% trained (pre-BN feature, the one the tracker uses)
     assert trained > floor + 0.03, (floor, trained)
+
+
+def test_loss_meter_leaves_out_steps_the_fp16_scaler_skipped():
+    from mot_reid.reid.train import LossMeter
+
+    meter = LossMeter()
+    for loss in (2.0, float("inf"), 4.0):
+        meter.add({"loss": torch.tensor(loss), "id": torch.tensor(loss / 2)})
+    assert meter.running() == {"loss": 3.0, "id": 1.5}
+    means, skipped = meter.epoch_means(0, skips_allowed=True)  # fp16: the scaler skipped that step
+    assert means == {"loss": 3.0, "id": 1.5} and skipped == 1
+    with pytest.raises(UserError, match="diverged at epoch 1 .*1 of 3 steps"):
+        meter.epoch_means(0, skips_allowed=False)  # fp32 / bf16: the weights took the step
+    nan_only = LossMeter()
+    nan_only.add({"loss": torch.tensor(float("nan"))})
+    with pytest.raises(UserError, match="diverged"):
+        nan_only.epoch_means(4, skips_allowed=True)

@@ -6,8 +6,8 @@ JPEG every epoch; at thousands of images/s that needs more CPU cores than a GPU 
 1. `ImageCache.build` decodes the training images ONCE, resized exactly as the CPU path resizes
    them (PIL bilinear with antialias, through the same torchvision v2 `Resize`), into one uint8
    tensor N x 3 x H x W (Market-1501 at 256x128: 12936 x 98 KB = 1.3 GB). It is kept on the
-   training device when it fits comfortably in free device memory, else in pinned host memory
-   (pinned only when CUDA exists) and copied per batch asynchronously.
+   training device when it fits comfortably in free device memory, else in host memory (pinned when
+   training on CUDA) and copied per batch asynchronously.
 2. `BatchAugment` applies the CPU path's chain to a whole uint8 batch in a few tensor ops:
    horizontal flip (p) -> zero pad + random crop -> /255 and ImageNet normalise -> random erasing
    (torchvision's algorithm as the CPU path configures it: area in `erasing_area`, log-uniform
@@ -19,8 +19,8 @@ JPEG every epoch; at thousands of images/s that needs more CPU cores than a GPU 
 
 Randomness: every draw comes from a CPU `torch.Generator` (a few numbers per image, moved to the
 device), so results do not depend on the device, and it is reseeded from (seed, rank, epoch) at
-`set_epoch`: a run resumed at an epoch boundary, on any number of ranks, replays the same
-augmentations without saving generator states.
+`set_epoch`: a resume needs no saved generator states, and on the same number of ranks it replays
+the same augmentations (at an epoch boundary or, via the sampler's position, mid-epoch).
 """
 
 from __future__ import annotations
@@ -120,16 +120,17 @@ class ImageCache:
         return cls(images, device)
 
     def gather(self, indices: torch.Tensor) -> torch.Tensor:
-        """The uint8 images at `indices` (int64, on the same device as the cache), on the training device."""
+        """The uint8 images at `indices` (int64; pass them where the cache is to save a copy), on the
+        training device."""
         if self.on_device:
-            return self.images.index_select(0, indices)
+            return self.images.index_select(0, indices.to(self.images.device))
         if self.images.is_pinned():
             # Gather into pinned memory so the copy is asynchronous; the caching host allocator keeps
             # the buffer alive until the copy has finished.
             batch = torch.empty((len(indices), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
-            torch.index_select(self.images, 0, indices, out=batch)
+            torch.index_select(self.images, 0, indices.cpu(), out=batch)
             return batch.to(self.device, non_blocking=True)
-        return self.images.index_select(0, indices).to(self.device)
+        return self.images.index_select(0, indices.cpu()).to(self.device)
 
 
 def _keep_on_device(nbytes: int, device: torch.device, placement: str) -> bool:

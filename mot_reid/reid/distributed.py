@@ -25,7 +25,8 @@ Design:
   augmentations are reseeded from (seed, rank, epoch) so a resume needs no per-rank RNG states.
 - Logged losses are averaged over ranks (`all_reduce_mean`, once per epoch). Evaluation runs on
   rank 0 alone (a Market-1501-sized test set takes seconds on one GPU); the other ranks wait for it
-  in their next collective.
+  in their next collective. If one rank fails, the others wait until the backend's timeout (NCCL
+  10 min, gloo 30 min) unless torchrun, seeing the failed process, ends them first (it does).
 """
 
 from __future__ import annotations

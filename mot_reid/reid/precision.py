@@ -19,11 +19,12 @@ from mot_reid.errors import UserError
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 
 
-def select_amp_dtype(amp: str, device_type: str, bf16_supported: bool = False) -> torch.dtype | None:
+def select_amp_dtype(amp: str, device_type: str, native_bf16: bool = False) -> torch.dtype | None:
     """The autocast dtype for a recipe's `runtime.amp` on a device type, or None for full fp32.
 
-    `bf16_supported` says whether the CUDA device has native bf16 (Ampere and later); it is an
-    argument so the choice is testable without a GPU.
+    `native_bf16` says whether the CUDA device has bf16 units (Ampere and later), which `auto` needs;
+    an explicit `bf16` is honoured anywhere (emulated, slowly, where not native). An argument so the
+    choice is testable without a GPU.
     """
     if amp not in AMP_CHOICES:
         raise UserError(f"runtime.amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
@@ -35,19 +36,15 @@ def select_amp_dtype(amp: str, device_type: str, bf16_supported: bool = False) -
             # faster in BENCHMARKS.md); without them it is emulated and slower, and torch has no public
             # query for them. Opt in with bf16.
             return None
-        return torch.bfloat16 if bf16_supported else torch.float16
-    if amp == "bf16":
-        if device_type == "cuda" and not bf16_supported:
-            raise UserError("runtime.amp=bf16 but this GPU has no bf16 support; use fp16 or auto")
-        return torch.bfloat16
-    return torch.float16
+        return torch.bfloat16 if native_bf16 else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """`select_amp_dtype` for an actual device. torch's bf16 check counts software emulation as support
     by default, which would put V100s and T4s on slow emulated bf16 instead of fp16: ask for native."""
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-    return select_amp_dtype(setting, device.type, bf16_supported=bf16)
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return select_amp_dtype(setting, device.type, native_bf16=native)
 
 
 def select_channels_last(setting: str, device_type: str) -> bool:

@@ -103,6 +103,12 @@ class TestConfig:
     rerank_k2: int = 6
     rerank_lambda: float = 0.3
 
+    def __post_init__(self):
+        # Checked when the recipe loads, not at the first evaluation of a long training run.
+        if self.rerank_k1 < 1 or self.rerank_k2 < 1:
+            raise ValueError(f"test.rerank_k1 and test.rerank_k2 must be at least 1, got {self.rerank_k1}, "
+                             f"{self.rerank_k2}")
+
 
 @dataclass
 class ReIDRecipe:

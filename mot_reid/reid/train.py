@@ -9,8 +9,9 @@ never by a fork of the loop: the data path (`TrainData`, per-image CPU transform
 (channels_last, DistributedDataParallel under torchrun, torch.compile), and `amp_dtype` + a
 GradScaler that is a no-op unless fp16.
 
-Resuming is exact: a checkpoint holds the model, both optimizers, the scheduler, the grad scaler,
-the sampler's epoch and the RNG states; batches and augmentations depend only on (seed, rank, epoch).
+Resuming is exact (bit for bit on the CPU; on CUDA up to cuDNN's autotuned, nondeterministic
+kernels): a checkpoint holds the model, both optimizers, the scheduler, the grad scaler, the
+sampler's epoch and the RNG states; batches and augmentations depend only on (seed, rank, epoch).
 `data.sampler` chooses what an epoch is: each identity once (default) or the reference code's ~4x
 longer epoch. Under DDP rank 0 alone logs, evaluates and writes files (see `distributed`).
 """
@@ -18,7 +19,6 @@ longer epoch. Under DDP rank 0 alone logs, evaluates and writes files (see `dist
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -122,7 +122,8 @@ class TrainData:
                                                    recipe.data.images_per_id, seed=recipe.solver.seed,
                                                    rank=rank, world_size=world_size, mode=recipe.data.sampler)
         # Workers are restarted every epoch (not persistent) so their seeds come from the main RNG,
-        # which a checkpoint restores: augmentation after a resume matches an uninterrupted run.
+        # which `set_epoch` reseeds: augmentation after a resume at an epoch boundary (where `train`
+        # checkpoints) matches an uninterrupted run. Mid-epoch, only the device data path is exact.
         self.loader = DataLoader(ImageDataset(items, build_train_transform(recipe.input)),
                                  batch_sampler=self.sampler, num_workers=recipe.data.num_workers,
                                  pin_memory=device.type == "cuda")
@@ -191,6 +192,41 @@ def train_step(net: torch.nn.Module, criterion: ReIDLoss, optimizer: torch.optim
     return out
 
 
+class LossMeter:
+    """One epoch's step losses, summed on the device (no sync per step). A step whose loss is not
+    finite is left out of the means: under fp16 the grad scaler skipped that step; in any other
+    precision the weights took it, and the run has diverged."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counted: torch.Tensor | int = 0
+        self.steps = 0
+
+    def add(self, parts: dict[str, torch.Tensor]) -> None:
+        finite = torch.isfinite(parts["loss"])
+        for key, value in parts.items():
+            self.sums[key] = self.sums.get(key, 0) + torch.where(finite, value, 0)
+        self.counted = self.counted + finite
+        self.steps += 1
+
+    def running(self) -> dict[str, float]:
+        """This rank's means so far (syncs the device)."""
+        counted = max(int(self.counted), 1)
+        return {k: v.item() / counted for k, v in self.sums.items()}
+
+    def epoch_means(self, epoch: int, skips_allowed: bool) -> tuple[dict[str, float], float]:
+        """The global batch's mean losses (every rank's averaged: one collective per key) and the
+        steps left out per rank; a UserError when the run diverged."""
+        if not self.steps:
+            return {}, 0.0
+        counted = distributed.all_reduce_mean(torch.as_tensor(self.counted, dtype=torch.float64)).item()
+        skipped = self.steps - counted
+        if counted == 0 or (skipped and not skips_allowed):
+            raise UserError(f"training diverged at epoch {epoch + 1} (a non-finite loss in {skipped:g} of "
+                            f"{self.steps} steps); lower solver.lr")
+        return {k: distributed.all_reduce_mean(v).item() / counted for k, v in self.sums.items()}, skipped
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def rng_state() -> dict:
@@ -229,6 +265,9 @@ def check_resumable(ckpt: dict, recipe: ReIDRecipe, num_classes: int, path: Path
     if int(ckpt["num_classes"]) != num_classes:
         raise UserError(f"{path} was trained on {ckpt['num_classes']} identities; this dataset has {num_classes}")
     old, new = ckpt["recipe"], config.to_dict(recipe)
+    # The sampler would go on with the checkpoint's seed and the augmentations with the new one.
+    if old["solver"]["seed"] != new["solver"]["seed"]:
+        raise UserError(f"{path} was trained with solver.seed={old['solver']['seed']}; resume with that seed")
     changed = [f"{s}.{k}" for s in new if isinstance(new[s], dict) for k in new[s]
                if s != "model" and old.get(s, {}).get(k) != new[s][k]]
     if changed:
@@ -343,28 +382,27 @@ def _train(recipe: ReIDRecipe, dataset, output_dir: Path, resume: bool, on_step,
         data.set_epoch(epoch)
         model.train()
         lr = optimizer.param_groups[0]["lr"]
-        sums: dict[str, torch.Tensor] = {}
-        steps, images_seen, started = 0, 0, time.perf_counter()
+        meter = LossMeter()
+        images_seen, started = 0, time.perf_counter()
         bar = progress(total=len(data), desc=f"epoch {epoch + 1}/{solver.epochs}", unit="batch",
                        disable=None if ctx.is_main else True)
         for step, (images, pids) in enumerate(data):
             images = images.contiguous(memory_format=memory_format)
             parts = train_step(net, criterion, optimizer, center_optimizer, scaler, images, pids, autocast)
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0) + value
-            steps, images_seen = steps + 1, images_seen + len(pids) * ctx.world_size
+            meter.add(parts)
+            images_seen += len(pids) * ctx.world_size
             if on_step is not None:
                 on_step(epoch, step)
             bar.update()
             if step % 10 == 0 or step == len(data) - 1:  # .item() syncs the device: not every step
-                bar.set_postfix({k: f"{v.item() / steps:.3f}" for k, v in sums.items()} | {"lr": f"{lr:.2e}"})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in meter.running().items()} | {"lr": f"{lr:.2e}"})
         bar.close()
         scheduler.step()
         seconds = time.perf_counter() - started
-        # The global batch's losses: every rank's own batch averaged (one collective per epoch).
-        means = {k: distributed.all_reduce_mean(v).item() / max(steps, 1) for k, v in sums.items()}
-        if not all(math.isfinite(v) for v in means.values()):
-            raise UserError(f"training diverged at epoch {epoch + 1} (loss {means.get('loss')}); lower solver.lr")
+        means, skipped = meter.epoch_means(epoch, skips_allowed=scaler.is_enabled())
+        if skipped:
+            logger.warning("epoch %d: the fp16 grad scaler skipped %g of %d steps (non-finite loss)", epoch + 1,
+                           skipped, meter.steps)
         history["epochs"].append({"epoch": epoch + 1, "lr": lr, **means, "seconds": seconds,
                                   "images_per_s": images_seen / max(seconds, 1e-9)})
         logger.info("epoch %d/%d: %s lr %.2e, %.0f images/s", epoch + 1, solver.epochs,
