@@ -133,6 +133,11 @@ def test_cli_trains_and_reports_errors_in_one_line(data_root, tmp_path, capsys):
     code, out = run_cli(capsys, "--config", "cpu_resnet18", "--data", str(data_root), "--dataset", "folder",
                         "--output", str(tmp_path / "cli"), *sets)
     assert code == 0 and "model.pt" in out.out
+    with pytest.MonkeyPatch.context() as mp:  # another torchrun rank (a single process here): it trains silently
+        mp.setenv("RANK", "1")
+        code, out = run_cli(capsys, "--config", "cpu_resnet18", "--data", str(data_root), "--dataset", "folder",
+                            "--output", str(tmp_path / "rank1"), *sets)
+    assert code == 0 and out.out == ""
     (tmp_path / "empty").mkdir()
     for args in (["--data", str(tmp_path / "empty"), "--dataset", "folder"],
                  ["--data", str(data_root), "--dataset", "folder", "--set", "solver.no_such_key=1"],

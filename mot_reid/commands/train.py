@@ -23,6 +23,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from mot_reid import config
+    from mot_reid.reid.distributed import launched_rank
     from mot_reid.reid.recipe import ReIDRecipe
     from mot_reid.reid.train import train
 
@@ -33,6 +34,8 @@ def run(args) -> int:
     recipe = config.load(ReIDRecipe, recipe_path, overrides)
     output = Path(args.output) if args.output else Path("runs") / "reid" / recipe_path.stem
     history = train(recipe, args.data, output, resume=args.resume)
+    if launched_rank() != 0:
+        return 0  # under torchrun, rank 0 alone reports
     if history["evals"]:
         last = history["evals"][-1]
         print(f"rank-1 {100 * last.get('rank1', 0):.1f}%  mAP {100 * last.get('mAP', 0):.1f}%  "

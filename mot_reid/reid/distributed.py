@@ -99,6 +99,11 @@ def init_from_env(device_type: str | None = None) -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(), owns_group=True)
 
 
+def launched_rank() -> int:
+    """The rank torchrun gave this process (0 when not launched by it); readable after `cleanup`."""
+    return _env_int("RANK", 0)
+
+
 def device_for(ctx: DistContext, name: str = "auto") -> torch.device:
     """The training device of this rank: `cuda:LOCAL_RANK` for CUDA under DDP, else `name` resolved."""
     if name == "auto":
