@@ -3,6 +3,8 @@ pretrained weights (PATH, ImageNet download path) and checkpoint loading/refusal
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -105,9 +107,39 @@ def test_pretrained_path_loads_torchvision_weights(tmp_path):
 
 
 def test_pretrained_path_of_another_architecture_is_refused(tmp_path):
-    path = tmp_path / "r34.pth"
-    torch.save(torchvision.models.resnet34().state_dict(), path)
+    path = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), path)  # same names, other shapes
     with pytest.raises(UserError, match="do not fit") as err:
+        build_backbone("resnet18", 1, str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_torchreid_resnet_state_dict_loads_with_a_key_report(tmp_path):
+    from mot_reid.reid.backbones import load_into, read_state_dict
+
+    reference = torchvision.models.resnet18()
+    state = {f"module.{k}": v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    state["module.classifier.weight"] = torch.randn(751, 512)  # torchreid's ID head: dropped
+    path = tmp_path / "torchreid_r18.pth"
+    torch.save({"state_dict": state, "epoch": 60}, path)
+    trunk, _ = build_backbone("resnet18", 1, "none")
+    counts = load_into(trunk, read_state_dict(path), str(path))
+    assert counts == {"loaded": len(trunk.state_dict()), "missing": 0, "unexpected": 0}
+    assert torch.equal(trunk.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+@pytest.mark.slow
+def test_osnet_backbone_loads_the_torchreid_zoo_file():
+    from mot_reid.reid.osnet import load_osnet
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" / "osnet_x0_25_msmt17.pth"
+    trunk, channels = build_backbone("osnet_x0_25", 1, str(path))
+    zoo, _ = load_osnet(path)
+    assert channels == 128
+    assert torch.equal(trunk.conv4[1].conv2a.conv2.weight, zoo.conv4[1].conv2a.conv2.weight)
+    x = torch.randn(2, 3, 256, 128)
+    assert torch.allclose(trunk.eval()(x), zoo.feature_maps(x))
+    with pytest.raises(UserError, match="none of its") as err:  # an OSNet file is foreign to a ResNet
         build_backbone("resnet18", 1, str(path))
     assert "\n" not in str(err.value)
 
@@ -122,7 +154,7 @@ def test_pretrained_path_missing_or_garbage(tmp_path):
 
 
 def test_imagenet_weights_come_from_torchvision_urls():
-    for name in BACKBONES:
+    for name in (b for b in BACKBONES if not b.startswith("osnet_")):  # OSNet has no ImageNet download
         assert imagenet_url(name).startswith("https://")
     assert imagenet_url("resnet50") == torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
 

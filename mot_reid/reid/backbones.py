@@ -1,12 +1,16 @@
-"""ReID backbones: torchvision ResNets/ResNeXt and ResNet50-IBN-a, as feature-map trunks.
+"""ReID backbones: torchvision ResNets/ResNeXt, ResNet50-IBN-a and OSNet, as feature-map trunks.
 
 `build_backbone(name, last_stride, pretrained)` returns a module mapping images (N,3,H,W) to a
 feature map (N,C,H/s,W/s) with s = 16 (last_stride 1) or 32 (last_stride 2), plus C. The pooling
-and the head live in `model.py`.
+and the head live in `model.py`. OSNet (`osnet_x0_25` ... `osnet_x1_0`, the network of
+`mot_reid/reid/osnet.py`) ends at its conv5 map, stride 16 (so only last_stride 1); its own fc
+embedding and classifier are left out: the BoT head takes their place.
 
-`pretrained`: `imagenet` (torchvision's weights API; IBN-a from the IBN-Net authors' release),
-`none` (random init) or a path to a state_dict with torchvision's key names (a classifier `fc.*`
-in it is ignored; a mot-reid checkpoint is accepted too and its backbone weights are used).
+`pretrained`: `imagenet` (torchvision's weights API; IBN-a from the IBN-Net authors' release; none
+for OSNet), `none` (random init) or a path to a state_dict: torchvision or torchreid key names
+(`module.` prefixes and the old head `fc.*` / `classifier.*` are dropped), a torchreid model-zoo
+file such as `osnet_x0_25_msmt17.pth`, or a mot-reid checkpoint (its backbone weights). One log
+line reports how many tensors were loaded, missing and unexpected; nothing matching is an error.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from mot_reid.errors import UserError
+from mot_reid.log import logger
+from mot_reid.reid.osnet import WIDTHS, OSNet
 
 # name -> (torchvision constructor name, weights enum name). IBN-a is built here instead.
 TORCHVISION = {
@@ -30,7 +36,9 @@ TORCHVISION = {
     "resnext50": ("resnext50_32x4d", "ResNeXt50_32X4D_Weights"),
 }
 IBN_A_URL = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth"
-BACKBONES = (*TORCHVISION, "resnet50_ibn_a")
+OSNETS = tuple(f"osnet_{w}" for w in WIDTHS)  # osnet_x1_0, osnet_x0_75, osnet_x0_5, osnet_x0_25
+BACKBONES = (*TORCHVISION, "resnet50_ibn_a", *OSNETS)
+HEAD_PREFIXES = ("fc.", "classifier.")  # an ImageNet / torchreid classifier head: never part of a trunk
 
 
 class IBN(nn.Module):
@@ -73,6 +81,19 @@ class Trunk(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+class OSNetTrunk(nn.Module):
+    """OSNet up to its conv5 map; module names equal torchreid's keys, so zoo files load by name."""
+
+    def __init__(self, net: OSNet):
+        super().__init__()
+        self.conv1, self.maxpool = net.conv1, net.maxpool
+        self.conv2, self.conv3, self.conv4, self.conv5 = net.conv2, net.conv3, net.conv4, net.conv5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.conv1(x))
+        return self.conv5(self.conv4(self.conv3(self.conv2(x))))
+
+
 def set_last_stride(net: ResNet, stride: int) -> None:
     """Stride of layer4's first block (and its shortcut): 1 doubles the final map's height and width."""
     block = net.layer4[0]
@@ -84,20 +105,33 @@ def set_last_stride(net: ResNet, stride: int) -> None:
         block.downsample[0].stride = (stride, stride)
 
 
-def build_backbone(name: str, last_stride: int = 1, pretrained: str = "none") -> tuple[Trunk, int]:
+def build_backbone(name: str, last_stride: int = 1, pretrained: str = "none") -> tuple[nn.Module, int]:
     """The trunk for `name` and its output channel count."""
     if name not in BACKBONES:
         raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if last_stride not in (1, 2):
         raise UserError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
-    net = resnet50_ibn_a() if name == "resnet50_ibn_a" else getattr(torchvision.models, TORCHVISION[name][0])()
-    if pretrained == "imagenet":
-        load_into(net, imagenet_state_dict(name), f"ImageNet weights of {name}")
-    elif pretrained not in ("none", "", None):
-        load_into(net, read_state_dict(pretrained), str(pretrained))
-    set_last_stride(net, last_stride)
-    channels = net.fc.in_features
-    return Trunk(net), channels
+    if pretrained == "required":  # a shipped recipe whose weights file only the user can name
+        raise UserError("this recipe needs its starting weights: add --set model.pretrained=PATH "
+                        "(e.g. osnet_x0_25_msmt17.pth)")
+    if name in OSNETS:
+        if last_stride != 1:
+            raise UserError(f"{name} ends at stride 16 already; model.last_stride must be 1, got {last_stride}")
+        if pretrained == "imagenet":
+            raise UserError(f"no ImageNet download for {name}; set model.pretrained to a torchreid OSNet file "
+                            "(e.g. osnet_x0_25_msmt17.pth) or none")
+        widths = WIDTHS[name.removeprefix("osnet_")]
+        trunk: nn.Module = OSNetTrunk(OSNet(widths))
+        channels = widths[-1]
+    else:
+        net = resnet50_ibn_a() if name == "resnet50_ibn_a" else getattr(torchvision.models, TORCHVISION[name][0])()
+        set_last_stride(net, last_stride)
+        trunk, channels = Trunk(net), net.fc.in_features
+        if pretrained == "imagenet":
+            load_into(trunk, imagenet_state_dict(name), f"ImageNet weights of {name}")
+    if pretrained not in ("none", "", None, "imagenet"):
+        load_into(trunk, read_state_dict(pretrained), str(pretrained))
+    return trunk, channels
 
 
 def imagenet_url(name: str) -> str:
@@ -144,22 +178,23 @@ def read_state_dict(path: str | Path) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_into(net: ResNet, state: dict, source: str) -> None:
-    """Load backbone weights strictly (except the ImageNet classifier), or say what does not fit."""
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def load_into(trunk: nn.Module, state: dict, source: str) -> dict:
+    """Load every tensor of `state` whose name and shape fit the trunk (the old head dropped) and log
+    one line of counts; returns them. Nothing fitting, or a fitting name of another shape, is an error."""
+    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+    own = trunk.state_dict()
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            shapes = f"{tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-            problems.append(f"{len(wrong)} of another shape (e.g. {k}: {shapes})")
-        raise UserError(f"weights {source} do not fit this backbone: {'; '.join(problems)} keys")
-    net.load_state_dict(state, strict=False)
+    if wrong:
+        k = wrong[0]
+        raise UserError(f"weights {source} do not fit this backbone: {len(wrong)} keys of another shape "
+                        f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+    loaded = [k for k in own if k in state]
+    if not loaded:
+        example = next(iter(state), "none")
+        raise UserError(f"weights {source} do not fit this backbone: none of its {len(state)} keys "
+                        f"(e.g. {example}) names a {type(trunk).__name__} weight")
+    counts = {"loaded": len(loaded), "missing": len(own) - len(loaded), "unexpected": len(set(state) - set(own))}
+    trunk.load_state_dict(state, strict=False)
+    logger.info("pretrained %s: %d tensors loaded, %d missing, %d unexpected (old classifier dropped)",
+                source, counts["loaded"], counts["missing"], counts["unexpected"])
+    return counts

@@ -13,11 +13,12 @@ from typing import Literal
 
 @dataclass
 class ModelConfig:
-    # resnet18/34/50/101/152, resnext50, resnet50_ibn_a
+    # resnet18/34/50/101/152, resnext50, resnet50_ibn_a, osnet_x0_25/x0_5/x0_75/x1_0
     backbone: str = "resnet50"
     # 1 keeps a 16x8 final feature map for 256x128 input (a paper trick); 2 is torchvision's default.
     last_stride: Literal[1, 2] = 1
-    # imagenet (torchvision weights API; downloads once), none (random init), or a path to a state_dict.
+    # imagenet (torchvision weights API; downloads once), none (random init), or a path to a state_dict
+    # (torchvision / torchreid keys, a torchreid model-zoo file, a mot-reid checkpoint).
     pretrained: str = "imagenet"
     # bnneck: BN between the pooled (pre-BN) feature and a bias-free classifier; none: the plain baseline.
     neck: Literal["bnneck", "none"] = "bnneck"
