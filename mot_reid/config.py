@@ -19,6 +19,7 @@ import yaml
 
 from mot_reid import atomic
 from mot_reid.errors import UserError
+from trackers.config import RangeError
 
 T = TypeVar("T")
 
@@ -109,6 +110,9 @@ def build(cls: type[T], data: dict | None, where: str = "") -> T:
         kwargs[key] = _coerce(hints[key], value, name)
     try:
         return cls(**kwargs)
+    except RangeError as exc:
+        name = f"{where}.{exc.key}" if where else exc.key
+        raise UserError(f"config key {name!r} must be {exc.text}, got {exc.value!r}") from None
     except (TypeError, ValueError) as exc:
         raise UserError(f"invalid config {where or cls.__name__}: {exc}") from None
 

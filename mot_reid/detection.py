@@ -65,8 +65,8 @@ class YoloDetector:
         except FileNotFoundError:
             raise UserError(f"detector weights not found: {weights}") from None
         except Exception as exc:  # noqa: BLE001 - Ultralytics raises many kinds for a bad file
-            first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise UserError(f"cannot load detector {weights}: {first_line}") from None
+            first_sentence = (str(exc).splitlines()[0] if str(exc) else repr(exc)).split(". ")[0]
+            raise UserError(f"cannot load detector {weights}: {first_sentence}") from None
         self.device = device
         self.settings = settings
         self.info = {"kind": "yolo", "weights": str(weights)}
@@ -76,6 +76,13 @@ class YoloDetector:
 
             # Ultralytics 8.4 replaced `half` by `quantize`; older releases only know `half`.
             self._precision = {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
+        # Ultralytics opens the weights lazily, at the first predict: one blank frame now makes a file it
+        # cannot run (a text file, a foreign format) a one-line error before any output is started.
+        try:
+            self([np.zeros((64, 64, 3), np.uint8)], [0])
+        except Exception as exc:  # noqa: BLE001 - Ultralytics raises many kinds for a bad file
+            first_sentence = (str(exc).splitlines()[0] if str(exc) else repr(exc)).split(". ")[0]
+            raise UserError(f"cannot load detector {weights}: {first_sentence}") from None
 
     def __call__(self, frames: list[np.ndarray], indices: list[int]) -> list[Detections]:
         s = self.settings

@@ -141,8 +141,9 @@ def load_path(path: str, device) -> Embedder:
         raise UserError(f"ReID weights not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt file or a pickled object
-        raise UserError(f"cannot read ReID weights {path}: {str(exc).splitlines()[0]}") from None
+    except Exception:  # noqa: BLE001 - empty, truncated, or a pickled object such as a YOLO model
+        raise UserError(f"{path} is not a ReID checkpoint; --reid accepts a `mot-reid train` checkpoint (.pt) "
+                        "or a torchreid OSNet state dict (.pth)") from None
     if isinstance(state, dict) and is_osnet_state_dict(state):
         return osnet_embedder(state, device, str(path))
     return checkpoint_embedder(state, device, str(path))

@@ -74,6 +74,17 @@ def color(track_id: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
+def label_origin(text: str, top_left: tuple[int, int], shape, scale: float = 0.6, thickness: int = 2):
+    """Baseline-left point of an id label: above the box, or inside it where the box touches the top edge,
+    so the whole label (glyphs and stroke) lies inside the image."""
+    (w, h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    x = min(max(top_left[0], 0), max(shape[1] - w, 0))
+    y = top_left[1] - 4
+    if y - h - thickness < 0:
+        y = max(top_left[1], 0) + h + thickness + 2
+    return x, min(y, shape[0] - baseline)
+
+
 class VideoWriter:
     """MP4 with boxes, ids and short trails, written to a temp file and renamed on `close(keep=True)`."""
 
@@ -99,7 +110,7 @@ class VideoWriter:
             c = color(tid)
             p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
             cv2.rectangle(image, p1, p2, c, 2)
-            cv2.putText(image, str(tid), (p1[0], max(p1[1] - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, c, 2)
+            cv2.putText(image, str(tid), label_origin(str(tid), p1, image.shape), cv2.FONT_HERSHEY_SIMPLEX, 0.6, c, 2)
             self.trails.setdefault(tid, deque(maxlen=self.trail)).append((int((x1 + x2) / 2), int(y2)))
         for tid in list(self.trails):
             if tid not in seen:  # a trail fades out with its track

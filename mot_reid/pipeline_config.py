@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trackers.config import check_ranges
+
 
 @dataclass
 class DetectorConfig:
@@ -21,12 +23,24 @@ class DetectorConfig:
     batch: int = 8  # frames per detector call for files; live streams always use 1 (lowest latency)
     hog_upscale: float = 2.0  # HOG fallback: upscale so people under its 128-px window are found
 
+    def __post_init__(self):
+        check_ranges(self, {
+            "conf": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "iou": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "imgsz": (lambda v: v >= 32, ">= 32"),  # YOLO's largest stride; smaller is no image at all
+            "batch": (lambda v: v >= 1, ">= 1"),
+            "hog_upscale": (lambda v: v > 0, "> 0"),
+        })
+
 
 @dataclass
 class EmbedderConfig:
     weights: str = "auto"  # auto | none | a mot-reid checkpoint | a torchreid OSNet file
     auto_checkpoint: str | None = None  # the project checkpoint `auto` prefers (else $MOT_REID_CHECKPOINT)
     max_crops: int = 256  # crops per ReID forward pass; bounds memory on crowded frames
+
+    def __post_init__(self):
+        check_ranges(self, {"max_crops": (lambda v: v >= 1, ">= 1")})
 
 
 @dataclass
@@ -39,3 +53,10 @@ class PipelineConfig:
     queue_size: int = 16  # decoded frames buffered ahead of the models; bounds memory
     max_frames: int | None = None  # stop after this many frames (None: the whole source)
     trail: int = 20  # length of the track trails drawn in --save-video, in frames
+
+    def __post_init__(self):
+        check_ranges(self, {
+            "queue_size": (lambda v: v >= 1, ">= 1"),
+            "max_frames": (lambda v: v >= 1, ">= 1"),
+            "trail": (lambda v: v >= 0, ">= 0"),
+        })

@@ -22,4 +22,7 @@ def resolve_tracker_name(name_or_path: str | os.PathLike, with_appearance: bool)
 def load_tracker_config(name_or_path: str | os.PathLike = "deepsort",
                         overrides: list[str] | None = None) -> TrackerConfig:
     path = config.resolve_config_path(name_or_path, kind="tracker")
-    return config.load(TrackerConfig, path, overrides)
+    try:
+        return config.load(TrackerConfig, path, overrides)
+    except config.UserError as exc:
+        raise config.UserError(f"tracker config {path.name}: {exc}") from None

@@ -78,3 +78,26 @@ def test_discarded_video_leaves_nothing(tmp_path):
     w.write(np.zeros((48, 64, 3), np.uint8), np.array([], int), np.zeros((0, 4)))
     w.close(keep=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def _label_pixels(tmp_path, box, name):
+    """Pixels of the id label's colour in the one frame written with `box`, outside the box outline."""
+    path = tmp_path / f"{name}.mp4"
+    writer = VideoWriter(path, 5, (240, 160), trail=0)
+    writer.write(np.zeros((160, 240, 3), np.uint8), [7], [box])
+    writer.close()
+    ok, frame = cv2.VideoCapture(str(path)).read()
+    assert ok
+    near = np.abs(frame.astype(int) - np.array(color(7))).max(axis=2) < 60
+    x1, y1, x2, y2 = (int(v) for v in box)
+    outline = np.zeros_like(near)
+    cv2.rectangle(outline.view(np.uint8), (x1, y1), (x2, y2), 1, 6)  # the box's 2-px outline, widened for blur
+    return near & ~outline
+
+
+def test_label_of_a_box_touching_the_top_edge_is_drawn_inside_the_image(tmp_path):
+    top = _label_pixels(tmp_path, (60, 0, 180, 120), "top")
+    lower = _label_pixels(tmp_path, (60, 40, 180, 159), "lower")  # room above: the whole label shows there
+    ys = np.nonzero(top)[0]
+    assert lower.sum() > 30 and ys.min() >= 4  # the label starts below the top edge, not cut by it
+    assert abs(int(top.sum()) - int(lower.sum())) <= 0.2 * lower.sum()  # and as many pixels show as with room

@@ -51,24 +51,39 @@ class TrackerConfig:
     cmc_downscale: int = 2  # estimate the warp on a frame shrunk by this factor
 
     def __post_init__(self):
-        checks = {
-            "n_init": self.n_init >= 1,
-            "max_age": self.max_age >= 0,
-            "nn_budget": self.nn_budget >= 1,
-            "report_coasting_frames": self.report_coasting_frames >= 0,
-            "ema_alpha": 0.0 <= self.ema_alpha < 1.0,
-            "appearance_weight": 0.0 <= self.appearance_weight <= 1.0,
-            "max_cosine_distance": 0.0 <= self.max_cosine_distance <= 2.0,
-            "max_iou_distance": 0.0 <= self.max_iou_distance <= 1.0,
-            "motion_max_iou_distance": 0.0 <= self.motion_max_iou_distance <= 1.0,
-            "second_max_iou_distance": 0.0 <= self.second_max_iou_distance <= 1.0,
-            "gating_threshold": self.gating_threshold > 0,
-            "std_weight_position": self.std_weight_position > 0,
-            "std_weight_velocity": self.std_weight_velocity > 0,
-            "reference_frame_rate": self.reference_frame_rate > 0,
-            "cmc_downscale": self.cmc_downscale >= 1,
-            "low_score_threshold": self.low_score_threshold <= self.min_confidence,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"out-of-range value for {', '.join(bad)}")
+        check_ranges(self, {
+            "min_confidence": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "min_box_height": (lambda v: v >= 0, ">= 0"),
+            "n_init": (lambda v: v >= 1, ">= 1"),
+            "max_age": (lambda v: v >= 0, ">= 0"),
+            "nn_budget": (lambda v: v >= 1, ">= 1"),
+            "report_coasting_frames": (lambda v: v >= 0, ">= 0"),
+            "ema_alpha": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+            "appearance_weight": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "max_cosine_distance": (lambda v: 0.0 <= v <= 2.0, "in [0, 2]"),
+            "max_iou_distance": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "motion_max_iou_distance": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "second_max_iou_distance": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "gating_threshold": (lambda v: v > 0, "> 0"),
+            "std_weight_position": (lambda v: v > 0, "> 0"),
+            "std_weight_velocity": (lambda v: v > 0, "> 0"),
+            "reference_frame_rate": (lambda v: v > 0, "> 0"),
+            "cmc_downscale": (lambda v: v >= 1, ">= 1"),
+            "low_score_threshold": (lambda v: 0.0 <= v <= self.min_confidence, "in [0, min_confidence]"),
+        })
+
+
+class RangeError(ValueError):
+    """A config value outside its range; `key` names the field so the loader can say where it came from."""
+
+    def __init__(self, key: str, text: str, value):
+        super().__init__(f"{key} must be {text}, got {value!r}")
+        self.key, self.text, self.value = key, text, value
+
+
+def check_ranges(cfg, rules: dict) -> None:
+    """The one range check of every config dataclass: `{field: (predicate, "range in words")}`; None passes."""
+    for key, (ok, text) in rules.items():
+        value = getattr(cfg, key)
+        if value is not None and not ok(value):
+            raise RangeError(key, text, value)

@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+FLAG_OF_KEY = {"detector.conf": "--conf", "detector.imgsz": "--imgsz", "max_frames": "--max-frames"}
+
+
 def overrides_from_args(args) -> list[str]:
     """CLI flags as `--set` pairs (flags win over --set, which wins over the YAML)."""
     pairs = list(args.overrides)
@@ -42,12 +45,20 @@ def overrides_from_args(args) -> list[str]:
 
 def run(args) -> int:
     from mot_reid import config
+    from mot_reid.errors import UserError
     from mot_reid.pipeline_config import PipelineConfig
     from mot_reid.track_job import split_overrides, track
 
     pipeline_pairs, tracker_pairs = split_overrides(overrides_from_args(args))
     path = config.resolve_config_path(args.config, "pipeline") if args.config else None
-    cfg = config.load(PipelineConfig, path, pipeline_pairs)
+    try:
+        cfg = config.load(PipelineConfig, path, pipeline_pairs)
+    except UserError as exc:
+        # A range error on a key a flag sets also names the flag the user typed.
+        flag = next((f for key, f in FLAG_OF_KEY.items() if f"'{key}'" in str(exc)), None)
+        if flag is None:
+            raise
+        raise UserError(f"{exc} ({flag})") from None
     result, _ = track(args.source, cfg, args.out, tracker_pairs, mot_txt=args.mot_txt, save_video=args.save_video,
                       show_progress=not args.no_progress)
     if result.stopped_by == "interrupt":
