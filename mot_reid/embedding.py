@@ -142,8 +142,10 @@ def load_path(path: str, device) -> Embedder:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - empty, truncated, or a pickled object such as a YOLO model
-        raise UserError(f"{path} is not a ReID checkpoint; --reid accepts a `mot-reid train` checkpoint (.pt) "
-                        "or a torchreid OSNet state dict (.pth)") from None
+        # torch's own message is a multi-line weights_only explanation; one line that names the formats helps more.
+        raise UserError(f"cannot read ReID weights {path}: damaged, or not a ReID checkpoint (a pickled model such "
+                        "as YOLO weights); --reid accepts a `mot-reid train` checkpoint (.pt) or a torchreid OSNet "
+                        "state dict (.pth)") from None
     if isinstance(state, dict) and is_osnet_state_dict(state):
         return osnet_embedder(state, device, str(path))
     return checkpoint_embedder(state, device, str(path))

@@ -147,3 +147,11 @@ def test_mot_reid_checkpoint_gives_pre_bn_features_at_the_recipe_input_size(fram
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")  # neither OSNet nor ours: one line
     with pytest.raises(UserError, match="not a mot-reid ReID checkpoint"):
         load_path(str(tmp_path / "other.pt"), "cpu")
+
+
+@pytest.mark.slow
+def test_yolo_weights_as_reid_name_the_accepted_formats(shared_data):
+    # A pickled Ultralytics model: torch's weights_only refusal must become one line naming what --reid takes.
+    with pytest.raises(UserError, match="not a ReID checkpoint.*torchreid OSNet") as info:
+        build_embedder(str(shared_data / "weights/yolov8n.pt"), "cpu")
+    assert "\n" not in str(info.value)
