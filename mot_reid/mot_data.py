@@ -38,6 +38,11 @@ class Sequence:
     gt_path: Path | None
     mot15: bool  # MOT15 gt layout: score with TrackEval's MOT15 rules (no classes, no distractors)
 
+    @property
+    def has_frames(self) -> bool:
+        """False for a frame-free copy (seqinfo.ini, gt/, det/ only): boxes can be tracked, not looked at."""
+        return self.img_dir is not None or self.video is not None
+
 
 def load_sequence(path: str | Path) -> Sequence:
     path = Path(path)
@@ -97,6 +102,14 @@ def find_sequences(paths: list[str | Path]) -> list[Sequence]:
     if duplicates:
         raise UserError(f"sequence name given twice: {', '.join(duplicates)}")
     return found
+
+
+def require_frames(sequences: list[Sequence], needed_for: str) -> None:
+    """Raise UserError naming the sequences that have neither img1/ nor a video, when frames are needed."""
+    missing = [s.name for s in sequences if not s.has_frames]
+    if missing:
+        raise UserError(f"{needed_for} needs frames, but {', '.join(missing)} has no img1/ or video "
+                        "(frame-free sequences take --detections public --reid none with cmc=none only)")
 
 
 def read_mot_rows(path: str | Path, min_columns: int = 6) -> np.ndarray:

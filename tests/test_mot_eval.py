@@ -91,3 +91,26 @@ def test_mot17_mini_scores_with_distractor_rules(tmp_path, shared_data):
                  "--json", str(json_path)]) == 0
     scores = json.loads(json_path.read_text())
     assert len(scores) == 8 and 30 < scores["COMBINED"]["HOTA"] < 100
+
+
+@pytest.mark.slow
+def test_frame_free_sequence_evaluates_from_seqinfo_and_det(tmp_path, shared_data):
+    seq = load_sequence(shared_data / "mot" / "MOT15-noframes" / "KITTI-13")
+    assert not seq.has_frames and seq.num_frames == seq.seq_length and (seq.width, seq.height) == (1242, 375)
+    json_path = tmp_path / "s.json"
+    assert main(["eval", str(shared_data / "mot" / "MOT15-noframes" / "KITTI-13"), "--out-dir", str(tmp_path / "r"),
+                 "--json", str(json_path)]) == 0
+    scores = json.loads(json_path.read_text())
+    # Measured with deepsort: KITTI-13 HOTA 24.9, IDF1 35.4.
+    assert 20 < scores["KITTI-13"]["HOTA"] < 100 and scores["COMBINED"]["IDF1"] > 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, named", [(["--reid", "auto"], "--reid auto"), (["--set", "cmc=ecc"], "cmc=ecc"),
+                                          (["--detections", "yolo"], "--detections yolo")])
+def test_frame_free_sequence_refuses_what_needs_frames(tmp_path, shared_data, capsys, extra, named):
+    out = tmp_path / "r"
+    assert main(["eval", str(shared_data / "mot" / "MOT15-noframes" / "KITTI-13"), "--out-dir", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err and "KITTI-13" in err and "no img1/ or video" in err
+    assert not out.exists()

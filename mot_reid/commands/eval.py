@@ -34,15 +34,21 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from mot_reid import atomic, config
     from mot_reid.log import logger, progress
-    from mot_reid.mot_data import find_sequences, write_mot_results
+    from mot_reid.mot_data import find_sequences, require_frames, write_mot_results
     from mot_reid.mot_eval import format_table, pipeline_results, public_detection_results, score_results
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
     tracker_name = resolve_tracker_name(args.tracker, with_appearance=args.reid != "none")
     cfg = load_tracker_config(tracker_name, args.overrides)
-    pipeline = _pipeline(args) if args.detections == "yolo" or args.reid != "none" else None
     sequences = find_sequences(args.sequences)
+    # Only motion-only tracking of det.txt boxes can skip the frames; CMC reads them through the pipeline too.
+    needs = [why for why, asked in (("--detections yolo", args.detections == "yolo"),
+                                    (f"--reid {args.reid}", args.reid != "none"), (f"cmc={cfg.cmc}", cfg.cmc != "none"))
+             if asked]
+    if needs:
+        require_frames(sequences, " and ".join(needs))
+    pipeline = _pipeline(args) if needs else None
     out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     data_dir = out_dir / "data"
     result_files = {}
