@@ -16,6 +16,7 @@ from mot_reid.log import setup_logging
 
 COMMANDS = {
     "track": "mot_reid.commands.track",
+    "batch": "mot_reid.commands.batch",
     "eval": "mot_reid.commands.eval",
     "train": "mot_reid.commands.train",
     "eval-reid": "mot_reid.commands.eval_reid",
