@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
 from mot_reid.errors import UserError
 
@@ -33,19 +32,6 @@ def default_workers(n_items: int) -> int:
     except ImportError:  # pragma: no cover - torch is a dependency
         gpus = 0
     return max(1, min(n_items, gpus or (os.cpu_count() or 2) // 2))
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM stops the run like Ctrl-C (finished results kept), in the main thread only."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_jobs(setup: Callable, setup_args: tuple, job: Callable, items: Sequence, engine: str = "local",

@@ -14,10 +14,8 @@ marked incomplete.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 from mot_reid.detection import Detections
 from mot_reid.log import logger, progress
 from mot_reid.outputs import TrackCollector, VideoWriter
+from mot_reid.signals import sigterm_as_interrupt
 from mot_reid.sources import Frame, FrameSource, SourceError
 
 _END = object()
@@ -69,23 +68,6 @@ class RunResult:
 
 class _Interrupted(Exception):
     pass
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM behaves like Ctrl-C while tracking, so both write the partial results."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Pipeline:
@@ -166,7 +148,7 @@ class Pipeline:
             total = min(total, max_frames)
         bar = progress(total=total, desc="tracking", unit="frame", disable=None if show_progress else True)
         start = time.perf_counter()
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             try:
                 worker.start()
                 while True:

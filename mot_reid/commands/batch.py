@@ -41,11 +41,12 @@ def run(args) -> int:
     from mot_reid import config
     from mot_reid.batch import Job, Manifest, expand_sources, input_names, is_complete, setup_worker, track_job
     from mot_reid.commands.track import overrides_from_args
-    from mot_reid.engine import INTERRUPTED, default_workers, run_jobs, sigterm_as_interrupt
+    from mot_reid.engine import INTERRUPTED, default_workers, run_jobs
     from mot_reid.errors import UserError
     from mot_reid.log import logger, progress
     from mot_reid.pipeline_config import PipelineConfig
     from mot_reid.provenance import versions
+    from mot_reid.signals import sigterm_as_interrupt
     from mot_reid.track_job import split_overrides
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
