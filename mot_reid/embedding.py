@@ -11,8 +11,9 @@ BatchNorms are folded into the convolutions; the frames are converted to float N
 
 `--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, `none`
 (motion only), or `auto`: the configured checkpoint (`embedder.auto_checkpoint` or the environment
-variable `MOT_REID_CHECKPOINT`), else torchvision's ImageNet ResNet50 pooled features (cached, or
-downloaded when the network answers), else motion only with one warning line.
+variable `MOT_REID_CHECKPOINT`), else the fine-tuned BoT model shipped in assets/, else torchvision's
+ImageNet ResNet50 pooled features (cached, or downloaded when the network answers), else motion only
+with one warning line.
 """
 
 from __future__ import annotations
@@ -100,21 +101,26 @@ def _prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device).eval().to(memory_format=torch.channels_last)
 
 
-def osnet_embedder(state: dict, device, path: str = "") -> Embedder:
+def osnet_embedder(state: dict, device, path: str = "", feature: str = "before") -> Embedder:
+    if feature != "before":
+        raise UserError(f"embedder.feature={feature} needs a mot-reid checkpoint with a BNNeck; {path} is a "
+                        "torchreid OSNet file with a single feature")
     model, variant = osnet_from_state_dict(state)
     model = _prepare(fuse_batchnorm(model.eval()), torch.device(device))
     return Embedder(model, (256, 128), device, info={"kind": "osnet", "variant": variant, "weights": path,
                                                     "feature": "fc embedding (512-D)"})
 
 
-def checkpoint_embedder(ckpt: dict, device, path: str = "") -> Embedder:
-    """A `mot-reid train` checkpoint: pre-BN pooled features, the recipe's input size and normalisation."""
+def checkpoint_embedder(ckpt: dict, device, path: str = "", feature: str = "before") -> Embedder:
+    """A `mot-reid train` checkpoint: pre-BN pooled features (or post-BN with `feature="after"`), the
+    recipe's input size and normalisation."""
     from mot_reid.reid.model import model_from_checkpoint
 
     model, recipe = model_from_checkpoint(ckpt, path, device)
     model = _prepare(model, torch.device(device))
-    return Embedder(lambda x: model.extract(x, feat="before"), recipe.input.size, device, recipe.input.mean,
-                    recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": "before (pre-BN)",
+    label = {"before": "before (pre-BN)", "after": "after (post-BN)"}[feature]
+    return Embedder(lambda x: model.extract(x, feat=feature), recipe.input.size, device, recipe.input.mean,
+                    recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": label,
                                             "backbone": getattr(recipe.model, "backbone", None)})
 
 
@@ -136,7 +142,7 @@ def _torchvision_cached(arch: str = "resnet50") -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
 
 
-def load_path(path: str, device) -> Embedder:
+def load_path(path: str, device, feature: str = "before") -> Embedder:
     if not Path(path).is_file():
         raise UserError(f"ReID weights not found: {path}")
     try:
@@ -147,21 +153,49 @@ def load_path(path: str, device) -> Embedder:
                         "as YOLO weights); --reid accepts a `mot-reid train` checkpoint (.pt) or a torchreid OSNet "
                         "state dict (.pth)") from None
     if isinstance(state, dict) and is_osnet_state_dict(state):
-        return osnet_embedder(state, device, str(path))
-    return checkpoint_embedder(state, device, str(path))
+        return osnet_embedder(state, device, str(path), feature)
+    return checkpoint_embedder(state, device, str(path), feature)
 
 
-def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None) -> Embedder | None:
-    """Resolve `--reid`; None means motion-only tracking."""
+# The offline default: a BoT OSNet x0.25 fine-tuned by `mot-reid train` on MOT17-mini + TUD-Campus
+# crops (assets/SHIPPED_REID.md says how, and what it scores on PETS09-S2L1, which it never saw).
+SHIPPED_REID = "reid_osnet_x0_25_botft.pt"
+
+
+def shipped_checkpoint() -> Path | None:
+    """The checkpoint in assets/ (a checkout or editable install) or package data `mot_reid.assets` (a wheel)."""
+    from importlib import resources
+
+    source_tree = Path(__file__).resolve().parents[1] / "assets" / SHIPPED_REID
+    if source_tree.is_file():
+        return source_tree
+    try:
+        packaged = Path(str(resources.files("mot_reid.assets"))) / SHIPPED_REID
+    except ModuleNotFoundError:
+        return None
+    return packaged if packaged.is_file() else None
+
+
+def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None,
+                   feature: str = "before") -> Embedder | None:
+    """Resolve `--reid`; None means motion-only tracking.
+
+    `auto`, in order: the configured checkpoint, the shipped fine-tuned BoT model, torchvision's
+    ImageNet ResNet50 (cached or downloadable), motion only. The shipped person-ReID model comes before
+    the ImageNet classifier: README "Your own weights" gives the numbers behind that order."""
     if spec == "none":
         return None
     if spec != "auto":
-        return load_path(spec, device)
+        return load_path(spec, device, feature)
     configured = auto_checkpoint or os.environ.get("MOT_REID_CHECKPOINT")
     if configured:
         if not Path(configured).is_file():
             raise UserError(f"configured ReID checkpoint not found: {configured}")
-        return load_path(configured, device)
+        return load_path(configured, device, feature)
+    shipped = shipped_checkpoint()
+    if shipped is not None:
+        logger.info("reid: no checkpoint configured; using the shipped fine-tuned model %s", shipped.name)
+        return load_path(str(shipped), device, feature)
     if is_online is None:
         from mot_reid.detection import online as is_online
     if _torchvision_cached() or is_online(host="download.pytorch.org"):

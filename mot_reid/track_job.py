@@ -34,7 +34,8 @@ def build_models(cfg: PipelineConfig) -> Models:
     detector = build_detector(d.weights, str(device), settings, detections=d.detections)
     if isinstance(detector, HogDetector):
         detector.upscale = d.hog_upscale
-    embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint)
+    embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint,
+                               feature=cfg.embedder.feature)
     if embedder is not None:
         embedder.max_crops = cfg.embedder.max_crops
     embedder_info = embedder.info if embedder is not None else {"kind": "none", "requested": cfg.embedder.weights}
