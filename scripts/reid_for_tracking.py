@@ -93,13 +93,20 @@ def yolo_detections(seq, out: Path) -> Path:
     if out.is_file():
         return out
     detector = build_detector(str(YOLO), "cpu", DetectorSettings(conf=0.1, imgsz=640, classes=[0]))
-    rows = []
-    frames = list(open_source(str(seq.img_dir)))
-    for start in range(0, len(frames), 8):
-        batch = frames[start:start + 8]
+    rows, batch = [], []
+
+    def flush():
         for frame, det in zip(batch, detector([f.image for f in batch], [f.index for f in batch]), strict=True):
             for (x1, y1, x2, y2), s in zip(det.xyxy, det.score, strict=True):
                 rows.append(f"{frame.index},-1,{x1 + 1:.2f},{y1 + 1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{s:.4f},-1,-1,-1")
+        batch.clear()
+
+    for frame in open_source(str(seq.img_dir or seq.video or seq.path), fps=seq.frame_rate):
+        batch.append(frame)
+        if len(batch) == 8:
+            flush()
+    if batch:
+        flush()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(rows) + "\n")
     return out
