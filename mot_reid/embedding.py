@@ -158,7 +158,7 @@ def load_path(path: str, device, feature: str = "before") -> Embedder:
 
 
 # The offline default: a BoT OSNet x0.25 fine-tuned by `mot-reid train` on MOT17-mini + TUD-Campus
-# crops (assets/SHIPPED_REID.md says how, and what it scores on PETS09-S2L1, which it never saw).
+# crops (assets/reid_osnet_x0_25_botft.md says how, and what it scores on PETS09-S2L1, which it never saw).
 SHIPPED_REID = "reid_osnet_x0_25_botft.pt"
 
 

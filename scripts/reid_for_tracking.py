@@ -138,7 +138,7 @@ class _OsnetFeatures(torch.nn.Module):
 
 
 def reid_scores(weights: Path, feature: str, test_dir: Path) -> dict:
-    dataset = load_dataset("mot2reid", test_dir)
+    dataset = load_dataset(test_dir, "mot2reid")
     if weights == OSNET:
         model, recipe = _OsnetFeatures(torch.load(weights, map_location="cpu", weights_only=True)), ReIDRecipe()
     else:
@@ -186,12 +186,12 @@ def main() -> None:
     detsets = {"public": seq.det_path, "yolo": yolo_detections(seq, work / "yolo_det.txt")}
 
     def score(tag: str, weights, feature: str, detset: str) -> dict:
-        def compute():
-            result = track_scores(seq, detsets[detset], str(weights), feature, work / "tracks" / f"{tag}_{detset}.txt")
-            if weights != "none":
-                result.update(reid_scores(Path(weights), feature, test_dir))
-            return result
-        return cached(work / "scores" / f"{tag}_{feature}_{detset}.json", compute)
+        result = cached(work / "scores" / f"{tag}_{feature}_{detset}.json", lambda: track_scores(
+            seq, detsets[detset], str(weights), feature, work / "tracks" / f"{tag}_{feature}_{detset}.txt"))
+        if weights != "none":
+            result = {**result, **cached(work / "scores" / f"{tag}_{feature}_reid.json",
+                                         lambda: reid_scores(Path(weights), feature, test_dir))}
+        return result
 
     rows: dict[str, dict[str, list[dict]]] = {}  # row label -> detset -> one result per seed
     if args.part in ("loop", "all"):

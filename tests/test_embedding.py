@@ -74,17 +74,6 @@ def test_reid_choices(tmp_path, monkeypatch):
         build_embedder("auto", "cpu")
 
 
-def test_auto_without_checkpoint_offline_is_motion_only(monkeypatch, caplog):
-    from mot_reid.detection import online
-    from mot_reid.embedding import _torchvision_cached
-
-    monkeypatch.delenv("MOT_REID_CHECKPOINT", raising=False)
-    if _torchvision_cached() or online(host="download.pytorch.org"):
-        pytest.skip("ImageNet ResNet50 is available here; auto would use it")
-    assert build_embedder("auto", "cpu") is None
-    assert any("motion only" in r.getMessage() for r in caplog.records)
-
-
 def test_osnet_file_via_auto_checkpoint(shared_data):
     emb = build_embedder("auto", "cpu", auto_checkpoint=str(shared_data / "weights/osnet_x0_25_msmt17.pth"))
     assert emb.info["kind"] == "osnet"
