@@ -6,6 +6,7 @@ Rows (same detections and the same tracker config within a detection set):
   b  OSNet x0.25 MSMT17, off the shelf             (torchreid zoo file, its 512-D fc feature)
   c  b fine-tuned by `mot-reid train`, pre-BN     (configs/reid/finetune_osnet.yaml)
   d  the same models, post-BN features
+  c' c with OSNet's own fc embedding layer kept under the BNNeck (`model.embedding_layer: true`), d' its post-BN
   e  BoT ResNet18 from random init, same crops    (configs/reid/cpu_resnet18.yaml), pre-BN
 Plus the ablation: each trick switched off in turn from the fine-tune recipe. Trained rows run once
 per seed; tables give the mean and the spread (min-max) over seeds. ReID rank-1/mAP are measured on
@@ -64,6 +65,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "reid"
 FINETUNE = (CONFIGS / "finetune_osnet.yaml", [f"model.pretrained={OSNET}"])
 VARIANTS = {
     "finetune": FINETUNE,
+    "finetune_fc": (FINETUNE[0], FINETUNE[1] + ["model.embedding_layer=true"]),
     "resnet18": (CONFIGS / "cpu_resnet18.yaml", []),
     "no_warmup": (FINETUNE[0], FINETUNE[1] + ["solver.warmup_epochs=0"]),
     "no_erasing": (FINETUNE[0], FINETUNE[1] + ["input.erasing_p=0"]),
@@ -200,6 +202,7 @@ def main() -> None:
             rows.setdefault("b", {})[detset] = [score("osnet_msmt17", OSNET, "before", detset)]
         for seed in args.seeds:
             for name, label, feature in (("finetune", "c", "before"), ("finetune", "d", "after"),
+                                         ("finetune_fc", "c2", "before"), ("finetune_fc", "d2", "after"),
                                          ("resnet18", "e", "before")):
                 weights = train_variant(name, seed, train_dir, work)
                 for detset in detsets:
@@ -221,7 +224,9 @@ def main() -> None:
 
 
 LABELS = {"a": "a. motion only", "b": "b. OSNet x0.25 MSMT17, off the shelf",
-          "c": "c. b fine-tuned by mot-reid (BoT head), **pre-BN**", "d": "d. the same models, post-BN",
+          "c": "c. b fine-tuned by mot-reid (BoT head on conv5, 128-D), **pre-BN**", "d": "d. the same models, post-BN",
+          "c2": "c'. c keeping OSNet's own fc embedding (512-D, `model.embedding_layer`), pre-BN",
+          "d2": "d'. c', post-BN",
           "e": "e. BoT ResNet18, random init, pre-BN"}
 
 
@@ -239,7 +244,7 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
     if rows:
         lines += ["| row | detections | HOTA | AssA | IDF1 | IDSW | ReID rank-1 | ReID mAP |",
                   "|---|---|---|---|---|---|---|---|"]
-        for label in "abcde":
+        for label in ("a", "b", "c", "d", "c2", "d2", "e"):
             for detset, results in rows.get(label, {}).items():
                 name = "public (Faster R-CNN det.txt)" if detset == "public" else "YOLOv8n conf 0.1"
                 cells = [summarise([r[m] for r in results]) for m in METRICS]
