@@ -47,6 +47,7 @@ class Embedder:
         self.extract = extract
         self.input_size = tuple(int(v) for v in input_size)
         self.device = torch.device(device)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)  # recorded by export
         mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
         std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
         self.scale, self.shift = 1 / std, -mean / std  # (x - mean) / std as one multiply-add pass
@@ -107,13 +108,24 @@ def osnet_embedder(state: dict, device, path: str = "") -> Embedder:
                                                     "feature": "fc embedding (512-D)"})
 
 
+class PreBN(torch.nn.Module):
+    """A ReIDModel's pre-BN pooled feature as a module of its own (what the tracker uses, and what exports)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)[0]
+
+
 def checkpoint_embedder(ckpt: dict, device, path: str = "") -> Embedder:
     """A `mot-reid train` checkpoint: pre-BN pooled features, the recipe's input size and normalisation."""
     from mot_reid.reid.model import model_from_checkpoint
 
     model, recipe = model_from_checkpoint(ckpt, path, device)
-    model = _prepare(model, torch.device(device))
-    return Embedder(lambda x: model.extract(x, feat="before"), recipe.input.size, device, recipe.input.mean,
+    model = _prepare(PreBN(model), torch.device(device))
+    return Embedder(model, recipe.input.size, device, recipe.input.mean,
                     recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": "before (pre-BN)",
                                             "backbone": getattr(recipe.model, "backbone", None)})
 
@@ -151,17 +163,37 @@ def load_path(path: str, device) -> Embedder:
     return checkpoint_embedder(state, device, str(path))
 
 
-def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None) -> Embedder | None:
+def load_with_backend(path: str, device, backend: str = "auto") -> Embedder:
+    """A ReID file on `backend`: exported files run on their runtime; a torch file with an exported backend
+    is exported once into the cache (`mot_reid.export.cached_reid_export`) and run from there."""
+    from mot_reid import runtime
+
+    if runtime.file_format(path) != "torch":
+        return runtime.exported_embedder(path, backend, torch.device(device))
+    if backend in ("auto", "torch"):
+        return load_path(path, device)
+    if not Path(path).is_file():
+        raise UserError(f"ReID weights not found: {path}")
+    from mot_reid.export import cached_reid_export
+
+    return runtime.exported_embedder(cached_reid_export(path, backend), backend, torch.device(device))
+
+
+def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None,
+                   backend: str = "auto") -> Embedder | None:
     """Resolve `--reid`; None means motion-only tracking."""
     if spec == "none":
         return None
     if spec != "auto":
-        return load_path(spec, device)
+        return load_with_backend(spec, device, backend)
     configured = auto_checkpoint or os.environ.get("MOT_REID_CHECKPOINT")
     if configured:
         if not Path(configured).is_file():
             raise UserError(f"configured ReID checkpoint not found: {configured}")
-        return load_path(configured, device)
+        return load_with_backend(configured, device, backend)
+    if backend not in ("auto", "torch"):
+        logger.warning("reid: --backend %s applies to ReID weights files; torchvision's ResNet50 runs on torch",
+                       backend)
     if is_online is None:
         from mot_reid.detection import online as is_online
     if _torchvision_cached() or is_online(host="download.pytorch.org"):
