@@ -117,6 +117,21 @@ class OnnxRuntimeExtract:
         return torch.from_numpy(self.session.run(None, {self.input: x})[0])
 
 
+def _check_ir(path) -> None:
+    """An IR is XML with a <net> root and a .bin beside it. Checked first: OpenVINO would hand a file its IR
+    reader refuses to its other frontends, whose parse errors go straight to stderr."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.parse(str(path)).getroot()
+    except ElementTree.ParseError as exc:
+        raise UserError(f"cannot load {path}: damaged or not an OpenVINO IR (not XML: {exc})") from None
+    if root.tag != "net":
+        raise UserError(f"cannot load {path}: not an OpenVINO IR (root <{root.tag}>, not <net>)")
+    if not Path(path).with_suffix(".bin").is_file():
+        raise UserError(f"cannot load {path}: its weights {Path(path).with_suffix('.bin').name} are missing")
+
+
 class OpenVinoExtract:
     """`extract` for Embedder on OpenVINO's CPU plugin: one infer request per crop batch."""
 
@@ -124,13 +139,14 @@ class OpenVinoExtract:
         ov = import_runtime("openvino")
         if device.type != "cpu":
             raise UserError(f"--backend openvino runs on the CPU here; use --device cpu (device {device} asked)")
+        _check_ir(path)
         core = ov.Core()
         try:
             model = core.read_model(str(path))
             # f32: the CPU plugin would otherwise run in bf16 where the CPU has it (features off by ~0.5%).
             compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with long messages
-            raise UserError(f"cannot load {path}: damaged or not an OpenVINO IR ({_first_line(exc)})") from None
+        except Exception:  # noqa: BLE001 - OpenVINO's RuntimeError starts with its source file, not the cause
+            raise UserError(f"cannot load {path}: damaged OpenVINO IR (OpenVINO cannot read it)") from None
         self.metadata = {META_KEY: model.get_rt_info(META_KEY).astype(str)} if model.has_rt_info(META_KEY) else {}
         self.request = compiled.create_infer_request()
 
@@ -146,8 +162,8 @@ def embedder_metadata(raw: dict[str, str], path) -> dict:
         meta = json.loads(raw[META_KEY])
         assert meta.get("format") == META_FORMAT
     except (KeyError, ValueError, AssertionError, AttributeError):
-        hint = " (an Ultralytics detector export: give it to --detector)" if "stride" in raw else ""
-        raise UserError(f"{path} is not a mot-reid embedder export (no {META_FORMAT} metadata){hint}; "
+        what = "an Ultralytics detector export (give it to --detector)" if "stride" in raw else "something else"
+        raise UserError(f"{path} is not a mot-reid embedder export (no {META_FORMAT} metadata) but {what}; "
                         "make one with `mot-reid export --reid WEIGHTS`") from None
     return meta
 

@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-FLAG_OF_KEY = {"detector.conf": "--conf", "detector.imgsz": "--imgsz", "max_frames": "--max-frames"}
+FLAG_OF_KEY = {"detector.conf": "--conf", "detector.imgsz": "--imgsz", "max_frames": "--max-frames",
+               "backend": "--backend"}
 
 
 def overrides_from_args(args) -> list[str]:
