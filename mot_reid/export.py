@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -94,7 +95,10 @@ def export_reid(weights: str | Path, fmt: str, out: str | Path | None = None, ha
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         # The TorchScript exporter in eval mode with constant folding folds every BatchNorm into its conv.
-        with torch.inference_mode(False), torch.no_grad():
+        # It is the exporter that needs no extra package (the dynamo one needs onnxscript): its deprecation
+        # warning is ours to track, not the user's.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(module, (dummy,), str(onnx_path), dynamo=False, opset_version=OPSET,
                               input_names=["crops"], output_names=["features"], do_constant_folding=True,
                               dynamic_axes={"crops": {0: "batch"}, "features": {0: "batch"}})
