@@ -3,13 +3,14 @@
 All boxes of a batch of frames are cut out with ONE `torchvision.ops.roi_align` call on the
 frames' device (bilinear crop + resize to the model's input together, no per-box Python loop),
 then normalised and run through the ReID model (bf16/fp16 autocast on CUDA). Features are
-L2-normalised; for mot-reid checkpoints they are the pre-BN pooled vectors (`extract(feat="before")`).
+L2-normalised; for mot-reid checkpoints they are the pre-BN pooled vectors (`PreBN`).
 
 Speed (measured on 2 CPU cores, see BENCHMARKS.md bench_pipeline): models run channels-last on
 every device (oneDNN's depthwise and pooling kernels are ~1.5x faster in NHWC on CPU) and OSNet's
 BatchNorms are folded into the convolutions; the frames are converted to float NCHW in one copy.
 
-`--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, `none`
+`--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, a `mot-reid export`
+file (.onnx / OpenVINO .xml, run by `mot_reid.runtime`; `--backend` may also export a torch file), `none`
 (motion only), or `auto`: the configured checkpoint (`embedder.auto_checkpoint` or the environment
 variable `MOT_REID_CHECKPOINT`), else torchvision's ImageNet ResNet50 pooled features (cached, or
 downloaded when the network answers), else motion only with one warning line.
