@@ -109,8 +109,9 @@ class OnnxRuntimeExtract:
         # No busy-waiting between calls: the detector runs between two embedder calls on the same cores
         # (measured 15% faster embedding on 2 cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ort_providers(backend, device, fp16)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=ort_providers(backend, device, fp16))
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a damaged file
             raise UserError(f"cannot load {path}: damaged or not an ONNX model ({_first_line(exc)})") from None
         self.input = self.session.get_inputs()[0].name
