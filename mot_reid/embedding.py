@@ -70,17 +70,18 @@ class Embedder:
             t[:, 0::2] = t[:, 0::2].clamp(0, w)
             t[:, 1::2] = t[:, 1::2].clamp(0, h)
             rois.append(t)
-        # BGR -> RGB on the uint8 frames (4x fewer bytes than the float crops), then one copy straight to
-        # contiguous float (B, 3, H, W): roi_align would copy a strided view again.
-        images = frames.flip(3).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        # One copy straight to contiguous float (B, 3, H, W) (roi_align would copy a strided view again).
+        # BGR -> RGB waits for the crops: flipping the full frames in that copy made it 2.2x slower on CPU
+        # (113 vs 50 ms for 8 PETS09 frames), and the crops hold fewer pixels than the frames.
+        images = frames.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
         # aligned=True puts pixel centres at i + 0.5 like cv2/PIL resizing; sampling_ratio=0 takes
         # ceil(box/output) samples per output pixel: one bilinear sample when enlarging (a plain
         # bilinear resize) and an average when shrinking (the antialiasing PIL's resize does).
         crops = roi_align(images, rois, output_size=self.input_size, spatial_scale=1.0, sampling_ratio=0,
                           aligned=True)
-        # Normalising after the crop touches only the small tensors; written channels-last for the model.
+        # Channel flip and normalisation after the crop touch only the small tensors; channels-last for the model.
         out = torch.empty_like(crops, memory_format=torch.channels_last)
-        return torch.addcmul(self.shift, crops, self.scale, out=out)
+        return torch.addcmul(self.shift, crops.flip(1), self.scale, out=out)
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, boxes: list[np.ndarray]) -> list[np.ndarray]:
