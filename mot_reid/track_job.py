@@ -31,10 +31,11 @@ def build_models(cfg: PipelineConfig) -> Models:
     device = resolve_device(cfg.device)
     d = cfg.detector
     settings = DetectorSettings(conf=d.conf, iou=d.iou, imgsz=d.imgsz, classes=list(d.classes), half=d.half)
-    detector = build_detector(d.weights, str(device), settings, detections=d.detections)
+    detector = build_detector(d.weights, str(device), settings, detections=d.detections, backend=cfg.backend)
     if isinstance(detector, HogDetector):
         detector.upscale = d.hog_upscale
-    embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint)
+    embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint,
+                              backend=cfg.backend)
     if embedder is not None:
         embedder.max_crops = cfg.embedder.max_crops
     embedder_info = embedder.info if embedder is not None else {"kind": "none", "requested": cfg.embedder.weights}

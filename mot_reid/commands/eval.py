@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mot_reid.commands import add_set_argument
+from mot_reid.commands import add_backend_argument, add_set_argument
 
 HELP = "Run the tracker over MOT Challenge sequences and score it with TrackEval (HOTA, IDF1, MOTA)."
 
@@ -24,6 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reid", default="none", metavar="none|auto|PATH",
                         help="appearance features from the track pipeline's embedder (default none: motion only)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda:N (pipeline runs)")
+    add_backend_argument(parser)
     parser.add_argument("--conf", type=float, help="detector confidence for --detections yolo (default 0.25)")
     parser.add_argument("--imgsz", type=int, help="detector input size for --detections yolo (default 640)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the scores to this JSON file")
@@ -62,7 +63,7 @@ def run(args) -> int:
     scores = score_results(sequences, result_files)
     print(format_table(scores))
     report = {"scores": scores, "tracker": config.to_dict(cfg), "tracker_source": str(tracker_name),
-              "detections": args.detections, "detector": args.detector, "reid": args.reid,
+              "detections": args.detections, "detector": args.detector, "reid": args.reid, "backend": args.backend,
               "sequences": {s.name: str(s.path) for s in sequences},
               "versions": versions()}
     atomic.write_json(out_dir / "eval.json", report)
@@ -79,6 +80,6 @@ def _pipeline(args):
     from mot_reid.track_job import build_models
 
     pairs = [f"detector.weights={args.detector if args.detections == 'yolo' else 'hog'}",
-             f"embedder.weights={args.reid}", f"device={args.device}"]
+             f"embedder.weights={args.reid}", f"device={args.device}", f"backend={args.backend or 'auto'}"]
     pairs += [f"detector.{k}={v}" for k, v in (("conf", args.conf), ("imgsz", args.imgsz)) if v is not None]
     return build_models(config.load(PipelineConfig, None, pairs)).pipeline
