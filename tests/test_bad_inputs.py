@@ -7,8 +7,8 @@ time, each process imports torch) and each parametrized test then checks its own
 
 Placeholders in a row's arguments: {bad} the folder of generated bad files, {out} this row's own output
 folder (must hold no file afterwards), {demo} the demo clip, {w} ../shared/data/weights, {mot}
-../shared/data/mot. Rows marked `unreadable` rely on chmod 000, which root ignores: they are skipped
-when the file can still be read.
+../shared/data/mot. Rows marked `needs_chmod` rely on chmod 000 / 555, which root ignores: they are skipped
+when this user can still read the file. Only the rows `-k` selects are run.
 """
 
 from __future__ import annotations
@@ -33,28 +33,34 @@ class Row:
     id: str
     args: tuple[str, ...]
     match: str  # a substring of the one stderr line
-    unreadable: bool = False  # needs a chmod-000 file to be unreadable
+    needs_chmod: bool = False  # relies on chmod stopping this user (root ignores it)
 
 
-def row(id: str, args: str, match: str, unreadable: bool = False) -> Row:
-    return Row(id, tuple(args.split()), match, unreadable)
+def row(id: str, args: str, match: str, needs_chmod: bool = False) -> Row:
+    return Row(id, tuple(args.split()), match, needs_chmod)
 
 
-TRACK = "track {demo} --out {out}/t.json --detector hog --reid none --max-frames 2 --no-progress"
-TRACK_SRC = "track {src} --out {out}/t.json --detector hog --reid none --max-frames 2 --no-progress"
+
+
+def track(src: str = "{demo}", out: str = "{out}/t.json") -> str:
+    return f"track {src} --out {out} --detector hog --reid none --max-frames 2 --no-progress"
+
+
+TRACK = track()
 EVAL = "eval --out-dir {out}/e --json {out}/s.json"
-TRAIN = "train --config cpu_resnet18 --dataset folder --data {bad}/reid_ok --output {out}/r --set solver.epochs=1"
+TRAIN = ("train --config cpu_resnet18 --dataset folder --data {bad}/reid_ok --output {out}/r --set solver.epochs=1 "
+         "data.ids_per_batch=2 data.images_per_id=2")
 REID = "eval-reid --data {bad}/reid_ok --dataset folder --json {out}/r.json"
 BATCH = "batch --out-dir {out}/b --detector hog --reid none --max-frames 2 --no-progress"
 
 ROWS = [
     # --- track: the source
-    row("track-empty-video", TRACK_SRC.replace("{src}", "{bad}/empty.mp4"), "cannot decode video"),
-    row("track-truncated-video", TRACK_SRC.replace("{src}", "{bad}/cut.mp4"), "cannot decode video"),
-    row("track-text-as-video", TRACK_SRC.replace("{src}", "{bad}/notes.txt"), "cannot decode video"),
-    row("track-unreadable-video", TRACK_SRC.replace("{src}", "{bad}/locked.mp4"), "locked.mp4", unreadable=True),
-    row("track-empty-folder", TRACK_SRC.replace("{src}", "{bad}/emptydir"), "no images or video"),
-    row("track-corrupt-images", TRACK_SRC.replace("{src}", "{bad}/badimgs"), "cannot decode image"),
+    row("track-empty-video", track("{bad}/empty.mp4"), "cannot decode video"),
+    row("track-truncated-video", track("{bad}/cut.mp4"), "cannot decode video"),
+    row("track-text-as-video", track("{bad}/notes.txt"), "cannot decode video"),
+    row("track-unreadable-video", track("{bad}/locked.mp4"), "locked.mp4", needs_chmod=True),
+    row("track-empty-folder", track("{bad}/emptydir"), "no images or video"),
+    row("track-corrupt-images", track("{bad}/badimgs"), "cannot decode image"),
     # --- track: public detections
     row("track-det-empty", TRACK + " --detections {bad}/det_empty.txt", "detection file is empty"),
     row("track-det-garbage-rows", TRACK + " --detections {bad}/det_garbage.txt", "not a MOT file"),
@@ -67,7 +73,7 @@ ROWS = [
     row("track-reid-yolo-weights", TRACK + " --reid {w}/yolov8n.pt", "not a ReID checkpoint"),
     row("track-reid-empty", TRACK + " --reid {bad}/empty.pt", "cannot read ReID weights"),
     row("track-reid-truncated", TRACK + " --reid {bad}/cut.pth", "cannot read ReID weights"),
-    row("track-reid-unreadable", TRACK + " --reid {bad}/locked.pth", "locked.pth", unreadable=True),
+    row("track-reid-unreadable", TRACK + " --reid {bad}/locked.pth", "locked.pth", needs_chmod=True),
     # --- track: tracker and pipeline YAMLs
     row("track-tracker-unknown-key", TRACK + " --tracker {bad}/trk_unknown.yaml", "max_agee"),
     row("track-tracker-wrong-type", TRACK + " --tracker {bad}/trk_type.yaml", "expects an integer"),
@@ -79,11 +85,13 @@ ROWS = [
     row("track-config-not-mapping", TRACK + " --config {bad}/pipe_list.yaml", "must be a mapping"),
     row("track-set-out-of-range", TRACK + " --set tracker.n_init=0", "'n_init' must be >= 1"),
     # --- track: outputs that cannot be written
-    row("track-out-under-a-file", TRACK_SRC.replace("{src}", "{demo}").replace("{out}/t.json", "{bad}/notes.txt/t.json")
+    row("track-out-under-a-file", track("{demo}", "{bad}/notes.txt/t.json")
         + " --mot-txt {out}/t.txt", "notes.txt"),
+    row("track-out-read-only-folder", track("{demo}", "{bad}/readonly/t.json")
+        + " --mot-txt {out}/t.txt", "not writable", needs_chmod=True),
     row("track-mot-txt-under-a-file", TRACK + " --mot-txt {bad}/notes.txt/t.txt", "notes.txt"),
     row("track-video-under-a-file", TRACK + " --save-video {bad}/notes.txt/t.mp4", "notes.txt"),
-    row("track-out-is-a-folder", TRACK_SRC.replace("{src}", "{demo}").replace("{out}/t.json", "{bad}/emptydir"),
+    row("track-out-is-a-folder", track("{demo}", "{bad}/emptydir"),
         "emptydir"),
     row("track-device-cuda", TRACK + " --device cuda", "CUDA is not available"),
     # --- eval
@@ -102,9 +110,9 @@ ROWS = [
         "CUDA is not available"),
     # --- eval on frame-free sequences
     row("eval-noframes-reid", EVAL + " {mot}/MOT15-noframes/KITTI-13 --reid {w}/osnet_x0_25_msmt17.pth",
-        "no frames"),
-    row("eval-noframes-yolo", EVAL + " {mot}/MOT15-noframes/KITTI-13 --detections yolo", "no frames"),
-    row("eval-noframes-cmc", EVAL + " {mot}/MOT15-noframes/KITTI-13 --set cmc=ecc", "no frames"),
+        "needs frames"),
+    row("eval-noframes-yolo", EVAL + " {mot}/MOT15-noframes/KITTI-13 --detections yolo", "needs frames"),
+    row("eval-noframes-cmc", EVAL + " {mot}/MOT15-noframes/KITTI-13 --set cmc=ecc", "needs frames"),
     # --- train
     row("train-empty-data", TRAIN.replace("{bad}/reid_ok", "{bad}/emptydir"), "no images named"),
     row("train-recipe-unknown-key", TRAIN + " --config {bad}/rec_unknown.yaml", "solver.epochz"),
@@ -148,6 +156,8 @@ def _write_bad_files(bad: Path, shared: Path) -> bool:
         (bad / name).write_bytes(data)
         (bad / name).chmod(0)
     (bad / "emptydir").mkdir()
+    (bad / "readonly").mkdir()
+    (bad / "readonly").chmod(0o555)
     (bad / "badimgs").mkdir()
     (bad / "badimgs/000001.jpg").write_bytes(b"not a jpeg" * 10)
     (bad / "det_empty.txt").write_text("")
@@ -159,7 +169,7 @@ def _write_bad_files(bad: Path, shared: Path) -> bool:
         "pipe_type.yaml": "detector:\n  conf: high\n", "pipe_range.yaml": "detector:\n  conf: 2\n",
         "pipe_list.yaml": "- detector\n- conf\n",
         "rec_unknown.yaml": f"_base_: {REPO}/configs/reid/cpu_resnet18.yaml\nsolver:\n  epochz: 1\n",
-        "rec_type.yaml": f"_base_: {REPO}/configs/reid/cpu_resnet18.yaml\nsolver:\n  epochs: ten\n",
+        "rec_type.yaml": f"_base_: {REPO}/configs/reid/cpu_resnet18.yaml\nsolver:\n  warmup_epochs: three\n",
     }
     for name, text in yamls.items():
         (bad / name).write_text(text)
@@ -198,8 +208,8 @@ def _write_bad_files(bad: Path, shared: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
-def results(tmp_path_factory, shared_data):
-    """Run every row once, 3 at a time; {row id: (CompletedProcess, files left in its output folder)}."""
+def results(request, tmp_path_factory, shared_data):
+    """Run every selected row once, 3 at a time; {row id: (CompletedProcess, files left in its output folder)}."""
     root = tmp_path_factory.mktemp("bad_inputs")
     bad = root / "bad"
     bad.mkdir()
@@ -215,11 +225,14 @@ def results(tmp_path_factory, shared_data):
                               cwd=out, env={**os.environ, "MOT_REID_CHECKPOINT": ""}, timeout=300)
         return proc, sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir())
 
-    todo = [r for r in ROWS if chmod_works or not r.unreadable]
+    selected = {item.callspec.params["r"].id for item in request.session.items
+                if hasattr(item, "callspec") and "r" in item.callspec.params}
+    todo = [r for r in ROWS if r.id in selected and (chmod_works or not r.needs_chmod)]
     with ThreadPoolExecutor(max_workers=3) as pool:
         done = dict(zip((r.id for r in todo), pool.map(run, todo), strict=True))
     (bad / "locked.mp4").chmod(0o600)
     (bad / "locked.pth").chmod(0o600)
+    (bad / "readonly").chmod(0o755)
     return done, bad
 
 
