@@ -64,80 +64,58 @@ ROWS = [
     # --- track: public detections
     row("track-det-empty", TRACK + " --detections {bad}/det_empty.txt", "detection file is empty"),
     row("track-det-garbage-rows", TRACK + " --detections {bad}/det_garbage.txt", "not a MOT file"),
-    row("track-det-short-rows", TRACK + " --detections {bad}/det_short.txt", "columns"),
-    row("track-det-missing", TRACK + " --detections {bad}/nope.txt", "detections file not found"),
     # --- track: foreign or broken files in each model slot
     row("track-detector-text", TRACK + " --detector {bad}/notes.txt", "cannot load detector"),
-    row("track-detector-empty-pt", TRACK + " --detector {bad}/empty.pt", "cannot load detector"),
     row("track-detector-reid-weights", TRACK + " --detector {w}/osnet_x0_25_msmt17.pth", "cannot load detector"),
     row("track-reid-yolo-weights", TRACK + " --reid {w}/yolov8n.pt", "not a ReID checkpoint"),
-    row("track-reid-empty", TRACK + " --reid {bad}/empty.pt", "cannot read ReID weights"),
     row("track-reid-truncated", TRACK + " --reid {bad}/cut.pth", "cannot read ReID weights"),
     row("track-reid-unreadable", TRACK + " --reid {bad}/locked.pth", "locked.pth", needs_chmod=True),
     # --- track: tracker and pipeline YAMLs
     row("track-tracker-unknown-key", TRACK + " --tracker {bad}/trk_unknown.yaml", "max_agee"),
-    row("track-tracker-wrong-type", TRACK + " --tracker {bad}/trk_type.yaml", "expects an integer"),
-    row("track-tracker-out-of-range", TRACK + " --tracker {bad}/trk_range.yaml", "'max_age' must be >= 0"),
     row("track-tracker-not-yaml", TRACK + " --tracker {bad}/trk_broken.yaml", "not valid YAML"),
-    row("track-config-unknown-key", TRACK + " --config {bad}/pipe_unknown.yaml", "detector.conff"),
+    row("track-tracker-out-of-range", TRACK + " --tracker {bad}/trk_range.yaml", "'max_age' must be >= 0"),
     row("track-config-wrong-type", TRACK + " --config {bad}/pipe_type.yaml", "expects a number"),
     row("track-config-out-of-range", TRACK + " --config {bad}/pipe_range.yaml", "'detector.conf' must be in [0, 1]"),
-    row("track-config-not-mapping", TRACK + " --config {bad}/pipe_list.yaml", "must be a mapping"),
-    row("track-set-out-of-range", TRACK + " --set tracker.n_init=0", "'n_init' must be >= 1"),
     # --- track: outputs that cannot be written
-    row("track-out-under-a-file", track("{demo}", "{bad}/notes.txt/t.json")
-        + " --mot-txt {out}/t.txt", "notes.txt"),
+    row("track-out-under-a-file", track("{demo}", "{bad}/notes.txt/t.json") + " --mot-txt {out}/t.txt",
+        "notes.txt is a file, not a folder"),
     row("track-out-read-only-folder", track("{demo}", "{bad}/readonly/t.json")
         + " --mot-txt {out}/t.txt", "not writable", needs_chmod=True),
-    row("track-mot-txt-under-a-file", TRACK + " --mot-txt {bad}/notes.txt/t.txt", "notes.txt"),
-    row("track-video-under-a-file", TRACK + " --save-video {bad}/notes.txt/t.mp4", "notes.txt"),
-    row("track-out-is-a-folder", track("{demo}", "{bad}/emptydir"),
-        "emptydir"),
+    row("track-video-under-a-file", TRACK + " --save-video {bad}/notes.txt/t.mp4", "notes.txt is a file"),
+    row("track-out-is-a-folder", track("{demo}", "{bad}/emptydir"), "it is a folder"),
     row("track-device-cuda", TRACK + " --device cuda", "CUDA is not available"),
     # --- eval
     row("eval-empty-folder", EVAL + " {bad}/emptydir", "holds no sequence folders"),
     row("eval-broken-seqinfo", EVAL + " {bad}/seq_badini", "seqinfo.ini"),
     row("eval-det-garbage-rows", EVAL + " {bad}/seq_baddet", "not a MOT file"),
     row("eval-gt-garbage-rows", EVAL + " {bad}/seq_badgt", "not a MOT file"),
-    row("eval-no-det", EVAL + " {bad}/seq_nodet", "has no det/det.txt"),
-    row("eval-tracker-unknown-key", EVAL + " {mot}/TUD-Campus --tracker {bad}/trk_unknown.yaml", "max_agee"),
-    row("eval-json-under-a-file", "eval {mot}/TUD-Campus --out-dir {out}/e --json {bad}/notes.txt/s.json",
-        "notes.txt"),
     row("eval-out-dir-under-a-file", "eval {mot}/TUD-Campus --out-dir {bad}/notes.txt/e --json {out}/s.json",
-        "notes.txt"),
-    row("eval-reid-detector-weights", EVAL + " {mot}/TUD-Campus --reid {w}/yolov8n.pt", "not a ReID checkpoint"),
-    row("eval-device-cuda", EVAL + " {mot}/TUD-Campus --reid {w}/osnet_x0_25_msmt17.pth --device cuda",
-        "CUDA is not available"),
+        "notes.txt is a file"),
     # --- eval on frame-free sequences
     row("eval-noframes-reid", EVAL + " {mot}/MOT15-noframes/KITTI-13 --reid {w}/osnet_x0_25_msmt17.pth",
         "needs frames"),
     row("eval-noframes-yolo", EVAL + " {mot}/MOT15-noframes/KITTI-13 --detections yolo", "needs frames"),
-    row("eval-noframes-cmc", EVAL + " {mot}/MOT15-noframes/KITTI-13 --set cmc=ecc", "needs frames"),
     # --- train
     row("train-empty-data", TRAIN.replace("{bad}/reid_ok", "{bad}/emptydir"), "no images named"),
     row("train-recipe-unknown-key", TRAIN + " --config {bad}/rec_unknown.yaml", "solver.epochz"),
     row("train-recipe-wrong-type", TRAIN + " --config {bad}/rec_type.yaml", "expects an integer"),
-    row("train-recipe-out-of-range", TRAIN.replace("solver.epochs=1", "solver.epochs=0"), "solver.epochs"),
     row("train-recipe-negative-lr", TRAIN + " solver.lr=-1", "solver.lr"),
-    row("train-pretrained-yolo-weights", TRAIN + " model.pretrained={w}/yolov8n.pt", "yolov8n.pt"),
-    row("train-pretrained-empty", TRAIN + " model.pretrained={bad}/empty.pt", "empty.pt"),
+    row("train-pretrained-yolo-weights", TRAIN + " model.pretrained={w}/yolov8n.pt", "cannot read weights"),
     row("train-resume-foreign-checkpoint",
-        TRAIN.replace("{out}/r", "{bad}/foreign_run") + " --resume", "checkpoint.pt"),
+        TRAIN.replace("{out}/r", "{bad}/foreign_run") + " --resume", "cannot read checkpoint"),
     row("train-device-cuda", TRAIN + " runtime.device=cuda", "CUDA is not available"),
     # --- eval-reid
-    row("eval-reid-yolo-checkpoint", REID + " --checkpoint {w}/yolov8n.pt", "yolov8n.pt"),
-    row("eval-reid-osnet-zoo-file", REID + " --checkpoint {w}/osnet_x0_25_msmt17.pth", "osnet_x0_25_msmt17.pth"),
-    row("eval-reid-empty-checkpoint", REID + " --checkpoint {bad}/empty.pt", "empty.pt"),
+    row("eval-reid-yolo-checkpoint", REID + " --checkpoint {w}/yolov8n.pt", "cannot read checkpoint"),
+    row("eval-reid-empty-checkpoint", REID + " --checkpoint {bad}/empty.pt", "cannot read checkpoint"),
     row("eval-reid-device-cuda", REID + " --checkpoint {bad}/empty.pt --device cuda", "CUDA is not available"),
     # --- data mot2reid
     row("mot2reid-empty-folder", "data mot2reid {bad}/emptydir --out {out}/m", "holds no sequence folders"),
     row("mot2reid-gt-garbage-rows", "data mot2reid {bad}/seq_badgt --out {out}/m", "not a MOT file"),
     row("mot2reid-out-not-empty", "data mot2reid {mot}/TUD-Campus --out {bad}/badimgs", "not empty"),
     # --- batch
-    row("batch-empty-list", BATCH + " {bad}/empty_list.txt", "list"),
-    row("batch-list-missing-path", BATCH + " {bad}/missing_list.txt", "source not found"),
-    row("batch-out-dir-is-a-file", BATCH.replace("{out}/b", "{bad}/notes.txt") + " {demo}", "notes.txt"),
-    row("batch-tracker-unknown-key", BATCH + " {demo} --tracker {bad}/trk_unknown.yaml", "max_agee"),
+    row("batch-empty-list", BATCH + " {bad}/empty_list.txt", "no inputs in"),
+    row("batch-out-dir-is-a-file", BATCH.replace("{out}/b", "{bad}/notes.txt") + " {demo}",
+        "notes.txt is a file"),
     row("batch-device-cuda", BATCH + " {demo} --device cuda", "CUDA is not available"),
     # --- export: rows join here when `mot-reid export` lands (foreign checkpoint, unwritable --out, ...).
 ]
@@ -162,12 +140,10 @@ def _write_bad_files(bad: Path, shared: Path) -> bool:
     (bad / "badimgs/000001.jpg").write_bytes(b"not a jpeg" * 10)
     (bad / "det_empty.txt").write_text("")
     (bad / "det_garbage.txt").write_text("1,-1,10,10,50,100,0.9,-1,-1,-1\n2,-1,ten,10,50,100,0.9,-1,-1,-1\n")
-    (bad / "det_short.txt").write_text("1,-1,10\n2,-1,10\n")
     yamls = {
-        "trk_unknown.yaml": "max_agee: 5\n", "trk_type.yaml": "max_age: long\n", "trk_range.yaml": "max_age: -1\n",
-        "trk_broken.yaml": "max_age: [1, 2\n", "pipe_unknown.yaml": "detector:\n  conff: 0.3\n",
+        "trk_unknown.yaml": "max_agee: 5\n", "trk_range.yaml": "max_age: -1\n",
+        "trk_broken.yaml": "max_age: [1, 2\n",
         "pipe_type.yaml": "detector:\n  conf: high\n", "pipe_range.yaml": "detector:\n  conf: 2\n",
-        "pipe_list.yaml": "- detector\n- conf\n",
         "rec_unknown.yaml": f"_base_: {REPO}/configs/reid/cpu_resnet18.yaml\nsolver:\n  epochz: 1\n",
         "rec_type.yaml": f"_base_: {REPO}/configs/reid/cpu_resnet18.yaml\nsolver:\n  warmup_epochs: three\n",
     }
@@ -199,7 +175,6 @@ def _write_bad_files(bad: Path, shared: Path) -> bool:
     (bad / "foreign_run").mkdir()
     (bad / "foreign_run/checkpoint.pt").symlink_to(shared / "weights/yolov8n.pt")
     (bad / "empty_list.txt").write_text("# no inputs yet\n")
-    (bad / "missing_list.txt").write_text(f"{bad / 'gone.mp4'}\n")
     try:
         (bad / "locked.pth").read_bytes()
         return False
