@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mot_reid import config
+from mot_reid import atomic, config
 from mot_reid.detection import DetectorSettings, HogDetector, build_detector
 from mot_reid.device import resolve_device
 from mot_reid.embedding import build_embedder
@@ -56,6 +56,7 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
     """Track `source` and write the outputs; returns the run result and the tracks.json document."""
     from trackers import DeepSort
 
+    atomic.check_writable(out, mot_txt, save_video)  # before the work, not after it
     frames = source if isinstance(source, FrameSource) else open_source(source, queue_size=cfg.queue_size)
     # Refuse a bad tracker name or key before the slow model loading (auto is settled once models exist).
     load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_overrides)

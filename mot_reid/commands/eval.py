@@ -35,7 +35,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from mot_reid import atomic, config
     from mot_reid.log import logger, progress
-    from mot_reid.mot_data import find_sequences, require_frames, write_mot_results
+    from mot_reid.mot_data import check_gt, find_sequences, require_frames, write_mot_results
     from mot_reid.mot_eval import format_table, pipeline_results, public_detection_results, score_results
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
@@ -49,9 +49,13 @@ def run(args) -> int:
              if asked]
     if needs:
         require_frames(sequences, " and ".join(needs))
-    pipeline = _pipeline(args) if needs else None
     out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     data_dir = out_dir / "data"
+    # Unscorable ground truth and unwritable outputs are refused before any tracking or any file is written.
+    for seq in sequences:
+        check_gt(seq)
+    atomic.check_writable(out_dir / "eval.json", args.json)
+    pipeline = _pipeline(args) if needs else None
     result_files = {}
     for seq in progress(sequences, desc="tracking", unit="seq"):
         if pipeline is None:
