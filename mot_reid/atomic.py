@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mot_reid.errors import UserError
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -21,10 +23,14 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     name (OpenCV's VideoWriter, torch.save, matplotlib) behave as for the target.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix
-    )
+    check_writable(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix
+        )
+    except OSError as exc:
+        raise UserError(f"cannot write {target}: {exc.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the result the permissions any new file gets under the umask.
@@ -37,6 +43,24 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(*targets: str | os.PathLike | None) -> None:
+    """Refuse up front an output that cannot be written (a folder in its place, a file or a read-only folder
+    above it), so a long run does not end in an error with nothing saved. Creates nothing; None is skipped."""
+    for target in targets:
+        if target is None:
+            continue
+        target = Path(target)
+        if target.is_dir():
+            raise UserError(f"cannot write {target}: it is a folder")
+        above = target.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise UserError(f"cannot write {target}: {above} is a file, not a folder")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write {target}: {above} is not writable")
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

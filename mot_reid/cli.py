@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "mot_reid.commands.train",
     "eval-reid": "mot_reid.commands.eval_reid",
     "data": "mot_reid.commands.data",
+    "export": "mot_reid.commands.export",
 }
 
 

@@ -55,7 +55,7 @@ class DetectorSettings:
 
 
 class YoloDetector:
-    """Ultralytics YOLO (.pt, .onnx, .engine, ...), batched over frames."""
+    """Ultralytics YOLO (.pt, .onnx, NAME_openvino_model/, .engine, ...), batched over frames."""
 
     def __init__(self, weights: str, device: str, settings: DetectorSettings):
         from ultralytics import YOLO
@@ -187,8 +187,26 @@ def find_local_weights(cwd: Path | None = None) -> Path | None:
     return None
 
 
+def yolo_with_backend(weights: str, device: str, settings: DetectorSettings, backend: str = "auto") -> YoloDetector:
+    """YOLO weights on `backend`: an exported file runs on its runtime (Ultralytics picks it from the file);
+    .pt weights with an exported backend are exported once by Ultralytics into the cache and run from there."""
+    from mot_reid import runtime
+
+    fmt = runtime.check_detector_file(weights)
+    chosen = runtime.pick_backend(fmt, backend, "detector", weights)
+    if fmt == "torch" and chosen != "torch":
+        from mot_reid.export import cached_detector_export
+
+        weights = str(cached_detector_export(weights, chosen, settings.imgsz))
+    elif chosen != "torch":
+        runtime.import_runtime(chosen)  # Ultralytics would try to pip-install it; one line instead
+    detector = YoloDetector(weights, device, settings)
+    detector.info["backend"] = chosen
+    return detector
+
+
 def build_detector(spec: str, device: str, settings: DetectorSettings, detections: str | None = None,
-                   is_online=online):
+                   is_online=online, backend: str = "auto"):
     """`detections` (a det.txt) wins; else `spec` is 'auto', 'hog' or a weights path."""
     if detections:
         return FileDetections(detections, min_score=None)
@@ -197,11 +215,11 @@ def build_detector(spec: str, device: str, settings: DetectorSettings, detection
     if spec != "auto":
         if not Path(spec).exists():
             raise UserError(f"detector weights not found: {spec}")
-        return YoloDetector(spec, device, settings)
+        return yolo_with_backend(spec, device, settings, backend)
     local = find_local_weights()
     if local is not None:
         logger.info("detector: using local YOLO weights %s", local)
-        return YoloDetector(str(local), device, settings)
+        return yolo_with_backend(str(local), device, settings, backend)
     if is_online():
         logger.info("detector: no local YOLO weights; asking Ultralytics for %s", ULTRALYTICS_DEFAULT)
         return YoloDetector(ULTRALYTICS_DEFAULT, device, settings)

@@ -3,13 +3,14 @@
 All boxes of a batch of frames are cut out with ONE `torchvision.ops.roi_align` call on the
 frames' device (bilinear crop + resize to the model's input together, no per-box Python loop),
 then normalised and run through the ReID model (bf16/fp16 autocast on CUDA). Features are
-L2-normalised; for mot-reid checkpoints they are the pre-BN pooled vectors (`extract(feat="before")`).
+L2-normalised; for mot-reid checkpoints they are the pre-BN pooled vectors (`PreBN`).
 
 Speed (measured on 2 CPU cores, see BENCHMARKS.md bench_pipeline): models run channels-last on
 every device (oneDNN's depthwise and pooling kernels are ~1.5x faster in NHWC on CPU) and OSNet's
 BatchNorms are folded into the convolutions; the frames are converted to float NCHW in one copy.
 
-`--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, `none`
+`--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, a `mot-reid export`
+file (.onnx / OpenVINO .xml, run by `mot_reid.runtime`; `--backend` may also export a torch file), `none`
 (motion only), or `auto`: the configured checkpoint (`embedder.auto_checkpoint` or the environment
 variable `MOT_REID_CHECKPOINT`), else the fine-tuned BoT model shipped in assets/, else torchvision's
 ImageNet ResNet50 pooled features (cached, or downloaded when the network answers), else motion only
@@ -48,6 +49,7 @@ class Embedder:
         self.extract = extract
         self.input_size = tuple(int(v) for v in input_size)
         self.device = torch.device(device)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)  # recorded by export
         mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
         std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
         self.scale, self.shift = 1 / std, -mean / std  # (x - mean) / std as one multiply-add pass
@@ -69,17 +71,18 @@ class Embedder:
             t[:, 0::2] = t[:, 0::2].clamp(0, w)
             t[:, 1::2] = t[:, 1::2].clamp(0, h)
             rois.append(t)
-        # BGR -> RGB on the uint8 frames (4x fewer bytes than the float crops), then one copy straight to
-        # contiguous float (B, 3, H, W): roi_align would copy a strided view again.
-        images = frames.flip(3).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        # One copy straight to contiguous float (B, 3, H, W) (roi_align would copy a strided view again).
+        # BGR -> RGB waits for the crops: flipping the full frames in that copy made it 2.2x slower on CPU
+        # (113 vs 50 ms for 8 PETS09 frames), and the crops hold fewer pixels than the frames.
+        images = frames.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
         # aligned=True puts pixel centres at i + 0.5 like cv2/PIL resizing; sampling_ratio=0 takes
         # ceil(box/output) samples per output pixel: one bilinear sample when enlarging (a plain
         # bilinear resize) and an average when shrinking (the antialiasing PIL's resize does).
         crops = roi_align(images, rois, output_size=self.input_size, spatial_scale=1.0, sampling_ratio=0,
                           aligned=True)
-        # Normalising after the crop touches only the small tensors; written channels-last for the model.
+        # Channel flip and normalisation after the crop touch only the small tensors; channels-last for the model.
         out = torch.empty_like(crops, memory_format=torch.channels_last)
-        return torch.addcmul(self.shift, crops, self.scale, out=out)
+        return torch.addcmul(self.shift, crops.flip(1), self.scale, out=out)
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor, boxes: list[np.ndarray]) -> list[np.ndarray]:
@@ -111,15 +114,27 @@ def osnet_embedder(state: dict, device, path: str = "", feature: str = "before")
                                                     "feature": "fc embedding (512-D)"})
 
 
+class CheckpointFeature(torch.nn.Module):
+    """A ReIDModel's tracking feature as a module of its own (what the tracker uses, and what exports):
+    pre-BN (centred by the BNNeck's running mean, see `ReIDModel.extract`) or post-BN."""
+
+    def __init__(self, model: torch.nn.Module, feature: str = "before"):
+        super().__init__()
+        self.model, self.feature = model, feature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.extract(x, feat=self.feature)
+
+
 def checkpoint_embedder(ckpt: dict, device, path: str = "", feature: str = "before") -> Embedder:
-    """A `mot-reid train` checkpoint: pre-BN pooled features (or post-BN with `feature="after"`), the
-    recipe's input size and normalisation."""
+    """A `mot-reid train` checkpoint: pre-BN features (or post-BN with `feature="after"`), the recipe's
+    input size and normalisation."""
     from mot_reid.reid.model import model_from_checkpoint
 
     model, recipe = model_from_checkpoint(ckpt, path, device)
-    model = _prepare(model, torch.device(device))
+    model = _prepare(CheckpointFeature(model, feature), torch.device(device))
     label = {"before": "before (pre-BN)", "after": "after (post-BN)"}[feature]
-    return Embedder(lambda x: model.extract(x, feat=feature), recipe.input.size, device, recipe.input.mean,
+    return Embedder(model, recipe.input.size, device, recipe.input.mean,
                     recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": label,
                                             "backbone": getattr(recipe.model, "backbone", None)})
 
@@ -157,6 +172,26 @@ def load_path(path: str, device, feature: str = "before") -> Embedder:
     return checkpoint_embedder(state, device, str(path), feature)
 
 
+def load_with_backend(path: str, device, backend: str = "auto", feature: str = "before") -> Embedder:
+    """A ReID file on `backend`: exported files run on their runtime; a torch file with an exported backend
+    is exported once into the cache (`mot_reid.export.cached_reid_export`) and run from there."""
+    from mot_reid import runtime
+
+    if runtime.file_format(path) != "torch":
+        if feature != "before":
+            raise UserError(f"embedder.feature={feature}: an exported file holds the pre-BN feature only ({path})")
+        return runtime.exported_embedder(path, backend, torch.device(device))
+    if backend in ("auto", "torch"):
+        return load_path(path, device, feature)
+    if feature != "before":
+        raise UserError(f"embedder.feature={feature} runs on --backend torch only (exports hold the pre-BN feature)")
+    if not Path(path).is_file():
+        raise UserError(f"ReID weights not found: {path}")
+    from mot_reid.export import cached_reid_export
+
+    return runtime.exported_embedder(cached_reid_export(path, backend), backend, torch.device(device))
+
+
 # The offline default: a BoT OSNet x0.25 fine-tuned by `mot-reid train` on MOT17-mini + TUD-Campus
 # crops (assets/reid_osnet_x0_25_botft.md says how, and what it scores on PETS09-S2L1, which it never saw).
 SHIPPED_REID = "reid_osnet_x0_25_botft.pt"
@@ -177,7 +212,7 @@ def shipped_checkpoint() -> Path | None:
 
 
 def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None,
-                   feature: str = "before") -> Embedder | None:
+                   backend: str = "auto", feature: str = "before") -> Embedder | None:
     """Resolve `--reid`; None means motion-only tracking.
 
     `auto`, in order: the configured checkpoint, the shipped fine-tuned BoT model, torchvision's
@@ -186,16 +221,19 @@ def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_onl
     if spec == "none":
         return None
     if spec != "auto":
-        return load_path(spec, device, feature)
+        return load_with_backend(spec, device, backend, feature)
     configured = auto_checkpoint or os.environ.get("MOT_REID_CHECKPOINT")
     if configured:
         if not Path(configured).is_file():
             raise UserError(f"configured ReID checkpoint not found: {configured}")
-        return load_path(configured, device, feature)
+        return load_with_backend(configured, device, backend, feature)
     shipped = shipped_checkpoint()
     if shipped is not None:
         logger.info("reid: no checkpoint configured; using the shipped fine-tuned model %s", shipped.name)
-        return load_path(str(shipped), device, feature)
+        return load_with_backend(str(shipped), device, backend, feature)
+    if backend not in ("auto", "torch"):
+        logger.warning("reid: --backend %s applies to ReID weights files; torchvision's ResNet50 runs on torch",
+                       backend)
     if is_online is None:
         from mot_reid.detection import online as is_online
     if _torchvision_cached() or is_online(host="download.pytorch.org"):

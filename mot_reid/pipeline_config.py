@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mot_reid.runtime import BACKENDS
 from trackers.config import check_ranges
 
 
@@ -54,6 +55,9 @@ class PipelineConfig:
     # auto: `mot-reid` when a ReID model is loaded, `deepsort` for motion only; or a tracker name / YAML path
     tracker: str = "auto"
     device: str = "auto"  # auto (first CUDA GPU, else CPU) | cpu | cuda:N
+    # auto (torch, or an exported file's runtime) | torch | onnxruntime | openvino | tensorrt: runs the
+    # detector and embedder; torch weights with another backend are exported once into ~/.cache/mot-reid
+    backend: str = "auto"
     queue_size: int = 16  # decoded frames buffered ahead of the models; bounds memory
     max_frames: int | None = None  # stop after this many frames (None: the whole source)
     trail: int = 20  # length of the track trails drawn in --save-video, in frames
@@ -63,4 +67,5 @@ class PipelineConfig:
             "queue_size": (lambda v: v >= 1, ">= 1"),
             "max_frames": (lambda v: v >= 1, ">= 1"),
             "trail": (lambda v: v >= 0, ">= 0"),
+            "backend": (lambda v: v in BACKENDS, f"one of {', '.join(BACKENDS)}"),
         })

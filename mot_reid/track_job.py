@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mot_reid import config
+from mot_reid import atomic, config
 from mot_reid.detection import DetectorSettings, HogDetector, build_detector
 from mot_reid.device import resolve_device
 from mot_reid.embedding import build_embedder
@@ -31,11 +31,11 @@ def build_models(cfg: PipelineConfig) -> Models:
     device = resolve_device(cfg.device)
     d = cfg.detector
     settings = DetectorSettings(conf=d.conf, iou=d.iou, imgsz=d.imgsz, classes=list(d.classes), half=d.half)
-    detector = build_detector(d.weights, str(device), settings, detections=d.detections)
+    detector = build_detector(d.weights, str(device), settings, detections=d.detections, backend=cfg.backend)
     if isinstance(detector, HogDetector):
         detector.upscale = d.hog_upscale
     embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint,
-                               feature=cfg.embedder.feature)
+                               backend=cfg.backend, feature=cfg.embedder.feature)
     if embedder is not None:
         embedder.max_crops = cfg.embedder.max_crops
     embedder_info = embedder.info if embedder is not None else {"kind": "none", "requested": cfg.embedder.weights}
@@ -56,6 +56,7 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
     """Track `source` and write the outputs; returns the run result and the tracks.json document."""
     from trackers import DeepSort
 
+    atomic.check_writable(out, mot_txt, save_video)  # before the work, not after it
     frames = source if isinstance(source, FrameSource) else open_source(source, queue_size=cfg.queue_size)
     # Refuse a bad tracker name or key before the slow model loading (auto is settled once models exist).
     load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_overrides)

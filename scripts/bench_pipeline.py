@@ -2,15 +2,18 @@
 
 Rows (all in one run, same video, same machine):
 - decode only (the background decode thread, no models);
-- mot-reid: YOLOv8n + OSNet x0.25 (MSMT17 weights) + DeepSORT;
+- mot-reid: YOLOv8n + OSNet x0.25 (MSMT17 weights) + DeepSORT, once per backend (torch, onnxruntime,
+  openvino: detector and embedder both on it; the exports are made before the timed run);
 - mot-reid: YOLOv8n + motion only;
 - with a GPU: YOLOv8n + ResNet50 ReID (random weights: speed does not depend on them);
-- Ultralytics `model.track(..., tracker="botsort.yaml")`, the reference a user would otherwise pick.
+- Ultralytics `model.track(..., tracker="botsort.yaml")`, the reference a user would otherwise pick
+  (PyTorch weights, and the OpenVINO export of the same weights).
 
 Stage FPS = frames / seconds spent in that stage; stages overlap (threads), so end to end is
 bounded by the slowest stage, not by the sum. Writes its section `bench_pipeline` of BENCHMARKS.md.
 
     python scripts/bench_pipeline.py [--max-frames 200] [--device auto] [--data ../shared/data]
+        [--backends torch onnxruntime openvino]   (add tensorrt on a GPU)
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def ours(video: str, pairs: list[str], max_frames: int, resnet50: bool = False) 
 def ultralytics_botsort(video: str, weights: str, device: str, max_frames: int) -> float:
     from ultralytics import YOLO
 
-    model = YOLO(weights)
+    model = YOLO(weights, task="detect")
     start, n = time.perf_counter(), 0
     for _ in model.track(video, tracker="botsort.yaml", conf=0.1, imgsz=640, classes=[0], stream=True,
                          persist=True, device=device, verbose=False):
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--max-frames", type=int, default=200)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "openvino"])
     args = parser.parse_args()
     data = Path(args.data)
     video = str(data / "mot/PETS09-S2L1/PETS09-S2L1.avi")
@@ -86,14 +90,25 @@ def main() -> None:
     fps = decode_only(video, n)
     rows.append(("decode only (OpenCV, background thread)", {"decode": fps, "end_to_end": fps}))
     osnet = f"embedder.weights={data / 'weights/osnet_x0_25_msmt17.pth'}"
-    rows.append(("mot-reid: YOLOv8n + OSNet x0.25 (MSMT17) + DeepSORT", ours(video, common + [osnet], n)["fps"]))
+    for backend in args.backends:
+        rows.append((f"mot-reid: YOLOv8n + OSNet x0.25 (MSMT17) + DeepSORT, --backend {backend}",
+                     ours(video, common + [osnet, f"backend={backend}"], n)["fps"]))
     rows.append(("mot-reid: YOLOv8n + motion only (DeepSORT, --reid none)",
                  ours(video, common + ["embedder.weights=none"], n)["fps"]))
     if device.type == "cuda":
         rows.append(("mot-reid: YOLOv8n + ResNet50 ReID (random weights) + DeepSORT",
                      ours(video, common + ["embedder.weights=none"], n, resnet50=True)["fps"]))
     bot = ultralytics_botsort(video, yolo, str(device), n)
-    rows.append(("Ultralytics model.track, botsort.yaml (YOLOv8n)", {"end_to_end": bot}))
+    rows.append(("Ultralytics model.track, botsort.yaml (YOLOv8n, PyTorch; no ReID)", {"end_to_end": bot}))
+    if "openvino" in args.backends:
+        from mot_reid.export import cached_detector_export
+
+        ov_yolo = str(cached_detector_export(yolo, "openvino", 640))  # the export the openvino row ran
+        rows.append(("Ultralytics model.track, botsort.yaml (YOLOv8n, OpenVINO export; no ReID)",
+                     {"end_to_end": ultralytics_botsort(video, ov_yolo, str(device), n)}))
+    if device.type != "cuda":
+        rows.append(("GPU: --backend tensorrt / onnxruntime CUDA EP: not measured (no GPU lent); run "
+                     "`python scripts/bench_pipeline.py --device cuda --backends torch onnxruntime tensorrt`", {}))
 
     def cell(v):
         return f"{v:.1f}" if v else "-"
@@ -108,7 +123,10 @@ def main() -> None:
     for name, f in rows:
         lines.append(f"| {name} | {cell(f.get('decode'))} | {cell(f.get('detect'))} | {cell(f.get('embed'))} | "
                      f"{cell(f.get('track'))} | **{cell(f.get('end_to_end'))}** |")
-    lines += ["", "Reproduce: `python scripts/bench_pipeline.py --max-frames " f"{n}`"]
+    target = max((f.get("end_to_end") or 0) for name, f in rows if name.startswith("mot-reid: YOLOv8n + OSNet"))
+    lines += ["", f"Best mot-reid with ReID / Ultralytics model.track (PyTorch, no ReID): {target / bot:.2f}x.",
+              "", f"Reproduce: `python scripts/bench_pipeline.py --max-frames {n} --backends {' '.join(args.backends)}`"
+              ]
     markdown = "\n".join(lines)
     print(markdown)
     update_section("bench_pipeline", markdown)

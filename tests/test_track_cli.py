@@ -51,7 +51,9 @@ def test_max_frames_and_mot_txt(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_real_process_leaves_valid_incomplete_json(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stop_signal_in_a_real_process_leaves_valid_incomplete_json(tmp_path, sig):
+    # SIGTERM (a service manager, `kill`, a container stop) behaves as Ctrl-C does.
     out = tmp_path / "t.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mot_reid.cli", "track", str(REPO / "assets/pets09_s2l1_demo.mp4"), "--out", str(out),
@@ -61,7 +63,7 @@ def test_ctrl_c_in_a_real_process_leaves_valid_incomplete_json(tmp_path):
         if line.startswith("INFO: tracking"):
             break
     time.sleep(3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     rest = proc.communicate(timeout=60)[1]
     doc = json.loads(out.read_text())
     assert proc.returncode == 130, rest

@@ -41,6 +41,7 @@ def run(args) -> int:
     from mot_reid import config
     from mot_reid.batch import Job, Manifest, expand_sources, input_names, is_complete, setup_worker, track_job
     from mot_reid.commands.track import overrides_from_args
+    from mot_reid.device import resolve_device
     from mot_reid.engine import INTERRUPTED, default_workers, run_jobs
     from mot_reid.errors import UserError
     from mot_reid.log import logger, progress
@@ -59,6 +60,9 @@ def run(args) -> int:
     # A bad tracker name or key is the user's mistake once, not a failure of every input.
     load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_pairs)
     sources = expand_sources(args.sources)
+    if not sources:
+        raise UserError(f"no inputs in {' '.join(args.sources)}")
+    resolve_device(cfg.device)  # a device that is not there is the user's mistake once, not every input's
     jobs = [Job(name, src, str(args.out_dir / name), tracker_pairs, args.mot_txt, args.save_video)
             for name, src in zip(input_names(sources), sources, strict=True)]
     todo = [j for j in jobs if args.force or not is_complete(j)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mot_reid.commands import add_set_argument
+from mot_reid.commands import add_backend_argument, add_set_argument
 
 HELP = "Run the tracker over MOT Challenge sequences and score it with TrackEval (HOTA, IDF1, MOTA)."
 
@@ -24,6 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reid", default="none", metavar="none|auto|PATH",
                         help="appearance features from the track pipeline's embedder (default none: motion only)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda:N (pipeline runs)")
+    add_backend_argument(parser)
     parser.add_argument("--conf", type=float, help="detector confidence for --detections yolo (default 0.25)")
     parser.add_argument("--imgsz", type=int, help="detector input size for --detections yolo (default 640)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the scores to this JSON file")
@@ -34,7 +35,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from mot_reid import atomic, config
     from mot_reid.log import logger, progress
-    from mot_reid.mot_data import find_sequences, require_frames, write_mot_results
+    from mot_reid.mot_data import check_gt, find_sequences, require_frames, write_mot_results
     from mot_reid.mot_eval import format_table, pipeline_results, public_detection_results, score_results
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
@@ -48,9 +49,13 @@ def run(args) -> int:
              if asked]
     if needs:
         require_frames(sequences, " and ".join(needs))
-    pipeline = _pipeline(args) if needs else None
     out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     data_dir = out_dir / "data"
+    # Unscorable ground truth and unwritable outputs are refused before any tracking or any file is written.
+    for seq in sequences:
+        check_gt(seq)
+    atomic.check_writable(out_dir / "eval.json", args.json)
+    pipeline = _pipeline(args) if needs else None
     result_files = {}
     for seq in progress(sequences, desc="tracking", unit="seq"):
         if pipeline is None:
@@ -62,7 +67,7 @@ def run(args) -> int:
     scores = score_results(sequences, result_files)
     print(format_table(scores))
     report = {"scores": scores, "tracker": config.to_dict(cfg), "tracker_source": str(tracker_name),
-              "detections": args.detections, "detector": args.detector, "reid": args.reid,
+              "detections": args.detections, "detector": args.detector, "reid": args.reid, "backend": args.backend,
               "sequences": {s.name: str(s.path) for s in sequences},
               "versions": versions()}
     atomic.write_json(out_dir / "eval.json", report)
@@ -79,6 +84,6 @@ def _pipeline(args):
     from mot_reid.track_job import build_models
 
     pairs = [f"detector.weights={args.detector if args.detections == 'yolo' else 'hog'}",
-             f"embedder.weights={args.reid}", f"device={args.device}"]
+             f"embedder.weights={args.reid}", f"device={args.device}", f"backend={args.backend or 'auto'}"]
     pairs += [f"detector.{k}={v}" for k, v in (("conf", args.conf), ("imgsz", args.imgsz)) if v is not None]
     return build_models(config.load(PipelineConfig, None, pairs)).pipeline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mot_reid.commands import add_set_argument
+from mot_reid.commands import add_backend_argument, add_set_argument
 
 HELP = "Track people in a video, image folder or stream and write tracks.json."
 
@@ -12,12 +12,15 @@ def add_arguments(parser) -> None:
                                        "camera index (0) or stream URL (rtsp://, http://)")
     parser.add_argument("--out", required=True, help="tracks.json to write")
     parser.add_argument("--config", help="pipeline YAML (default: configs/pipeline/default.yaml)")
-    parser.add_argument("--detector", help="auto | hog | YOLO weights (.pt, .onnx, .engine) [auto]")
+    parser.add_argument("--detector", help="auto | hog | YOLO weights (.pt, or an Ultralytics export: .onnx, "
+                                         "NAME_openvino_model/, .engine) [auto]")
     parser.add_argument("--detections", help="MOT det.txt whose boxes replace the detector (public detections)")
-    parser.add_argument("--reid", help="auto | none | mot-reid checkpoint | torchreid OSNet .pth [auto]")
+    parser.add_argument("--reid", help="auto | none | mot-reid checkpoint | torchreid OSNet .pth | "
+                                       "`mot-reid export` file (.onnx, .xml) [auto]")
     parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | tracker YAML "
                                           "[auto: mot-reid with a ReID model, deepsort without]")
     parser.add_argument("--device", help="auto | cpu | cuda:N [auto]")
+    add_backend_argument(parser)
     parser.add_argument("--classes", type=int, nargs="+", help="COCO class ids to track [0 = person]")
     parser.add_argument("--conf", type=float, help="minimum detector confidence [0.25]")
     parser.add_argument("--imgsz", type=int, help="detector input size [640]")
@@ -28,14 +31,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-FLAG_OF_KEY = {"detector.conf": "--conf", "detector.imgsz": "--imgsz", "max_frames": "--max-frames"}
+FLAG_OF_KEY = {"detector.conf": "--conf", "detector.imgsz": "--imgsz", "max_frames": "--max-frames",
+               "backend": "--backend"}
 
 
 def overrides_from_args(args) -> list[str]:
     """CLI flags as `--set` pairs (flags win over --set, which wins over the YAML)."""
     pairs = list(args.overrides)
     flags = {"detector.weights": args.detector, "detector.detections": args.detections,
-             "embedder.weights": args.reid, "tracker": args.tracker, "device": args.device,
+             "embedder.weights": args.reid, "tracker": args.tracker, "device": args.device, "backend": args.backend,
              "detector.conf": args.conf, "detector.imgsz": args.imgsz, "max_frames": args.max_frames}
     pairs += [f"{k}={v}" for k, v in flags.items() if v is not None]
     if args.classes is not None:

@@ -175,8 +175,11 @@ def read_state_dict(path: str | Path) -> dict:
         raise UserError(f"pretrained weights not found: {path} (model.pretrained takes imagenet, none or a path)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    except Exception:  # noqa: BLE001 - any unreadable file is the user's to fix
+        # torch's own text is a multi-line weights_only explanation with terminal escapes.
+        raise UserError(f"cannot read weights {path}: damaged, or not a state dict (a pickled model such as YOLO "
+                        "weights?); model.pretrained takes a torchvision/torchreid state dict or a mot-reid "
+                        "checkpoint") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
     elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -92,9 +92,10 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise UserError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path}: not a torch checkpoint file ({first})") from None
+    except Exception:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
+        # torch's own text is a multi-line weights_only explanation with terminal escapes.
+        raise UserError(f"cannot read checkpoint {path}: damaged, or not a file `mot-reid train` wrote (a pickled "
+                        "model such as YOLO weights?)") from None
     check_format(ckpt, path)
     return ckpt
 

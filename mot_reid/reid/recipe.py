@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from trackers.config import check_ranges
+
 
 @dataclass
 class ModelConfig:
@@ -87,6 +89,22 @@ class SolverConfig:
     checkpoint_every: int = 40
     eval_every: int = 40
     seed: int = 0
+
+    def __post_init__(self):
+        # torch would refuse some of these with a traceback mid-setup; others would train silently wrong.
+        check_ranges(self, {
+            "lr": (lambda v: v > 0, "> 0"),
+            "weight_decay": (lambda v: v >= 0, ">= 0"),
+            "weight_decay_bias": (lambda v: v >= 0, ">= 0"),
+            "bias_lr_factor": (lambda v: v > 0, "> 0"),
+            "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+            "epochs": (lambda v: v >= 1, ">= 1"),
+            "warmup_epochs": (lambda v: v >= 0, ">= 0"),
+            "warmup_factor": (lambda v: 0 < v <= 1, "in (0, 1]"),
+            "gamma": (lambda v: v > 0, "> 0"),
+            "checkpoint_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
+            "eval_every": (lambda v: v >= 0, ">= 0 (0: never)"),
+        })
 
 
 @dataclass

@@ -328,7 +328,6 @@ def _train(recipe: ReIDRecipe, dataset, output_dir: Path, resume: bool, on_step,
     solver = recipe.solver
     if not ctx.is_main:
         logger.setLevel(logging.WARNING)  # rank 0 alone logs, evaluates and writes files
-    logger.info("%s", dataset.summary() if hasattr(dataset, "summary") else f"{len(dataset.train)} training images")
 
     ckpt = None
     if resume:
@@ -363,6 +362,9 @@ def _train(recipe: ReIDRecipe, dataset, output_dir: Path, resume: bool, on_step,
         logger.info("resuming %s after epoch %d", ckpt_path, start_epoch)
     del ckpt
 
+    # Logged once the checkpoint, the starting weights and the batch shape have passed, so a mistake in them is
+    # the one line on stderr.
+    logger.info("%s", dataset.summary() if hasattr(dataset, "summary") else f"{len(dataset.train)} training images")
     net = prepare_network(model, recipe.runtime, device, ctx, id_loss=recipe.loss.id_loss)
     memory_format = torch.channels_last if channels_last(recipe.runtime, device) else torch.contiguous_format
     can_evaluate = bool(dataset.query) and bool(dataset.gallery)
