@@ -1,9 +1,16 @@
-"""Tracker tuning on cached inputs: embed every detection of a sequence once, then re-run only the tracker.
+"""Tracker tuning: leave-one-sequence-out selection of the motion-only config, and runs on cached embeddings.
 
+    python scripts/tune_tracker.py loso SEQ_DIR_OR_ROOT... [--no-write]
     python scripts/tune_tracker.py cache SEQ_DIR --reid WEIGHTS [--detections DET_TXT] [--tag public]
     python scripts/tune_tracker.py run SEQ_DIR... --tracker deepsort [--tag public] [--set k=v ...]
     python scripts/tune_tracker.py compare SEQ_DIR --reid WEIGHTS [--frames 40]
     python scripts/tune_tracker.py detect SEQ_DIR --detector yolov8n.pt --conf 0.1 --imgsz 640 --out DET_TXT
+
+`loso` tracks every sequence's det/det.txt motion-only with every candidate of MOTION_GRID (plus the
+deepsort reference), then, for each sequence in turn, picks the candidate with the best mean HOTA on
+the OTHER sequences and reports that pick's score on the held-out one: the table in BENCHMARKS.md
+(section tune_tracker) shows only held-out scores, so a setting that fits one clip and hurts the rest
+cannot look good there. The candidate best on all sequences is the one `configs/tracker/motion.yaml` ships.
 
 `cache` writes /tmp/mot-reid-cache/<SEQ>-<tag>.npz (frame, xyxy, score, feature per detection row),
 using the pipeline's own batched embedder. `run` feeds the cached rows to a fresh tracker per sequence
@@ -105,6 +112,86 @@ def run(seq_dirs: list[str], tracker: str, tag: str, overrides: list[str], motio
     return scores
 
 
+# Motion-only candidates: every combination, on top of deepsort.yaml with ByteTrack's second association on
+# (low-score boxes extend existing tracks only; its low_score_threshold stays ByteTrack's 0.1).
+MOTION_BASE = ["second_association=true"]
+MOTION_GRID = {
+    "min_confidence": [0.6, 0.7, 0.8, 0.9],  # boxes below start no track and go to the second association
+    "direction_weight": [0.0, 0.1],  # OC-SORT direction consistency
+    "reupdate_after_gap": [False, True],  # OC-SORT re-update after a gap
+    "recovery": [False, True],  # OC-SORT recovery by last observed box
+    "report_coasting_frames": [1, 0],  # report a track on the frame it is first missed, or only when matched
+}
+
+
+def motion_candidates() -> dict[str, list[str]]:
+    """{label: overrides}; the label names the keys that differ from deepsort.yaml ("deepsort" = the reference)."""
+    import itertools
+
+    out = {"deepsort": []}
+    for values in itertools.product(*MOTION_GRID.values()):
+        pairs = [f"{k}={str(v).lower()}" for k, v in zip(MOTION_GRID, values, strict=True)]
+        out[" ".join(pairs)] = MOTION_BASE + pairs
+    return out
+
+
+def loso(paths: list[str], write: bool) -> dict:
+    import os
+    import time
+
+    from mot_reid.mot_data import find_sequences, read_detections, write_mot_results
+    from mot_reid.mot_eval import score_results, track_detections
+    from mot_reid.tracker_config import load_tracker_config
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scripts.bench_report import machine, update_section
+
+    start = time.perf_counter()
+    seqs = find_sequences(paths)
+    names = [s.name for s in seqs]
+    dets = {s.name: read_detections(s.det_path, s.num_frames, s.seq_length) for s in seqs}
+    candidates = motion_candidates()
+    scores = {}  # label -> score_results output
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (label, overrides) in enumerate(candidates.items()):
+            cfg = load_tracker_config("deepsort", overrides)
+            files = {s.name: write_mot_results(Path(tmp) / f"{s.name}.txt", track_detections(s, cfg, dets[s.name]))
+                     for s in seqs}
+            scores[label] = score_results(seqs, files)
+            print(f"[{n + 1}/{len(candidates)}] {label}: mean HOTA "
+                  f"{np.mean([scores[label][s]['HOTA'] for s in names]):.2f}", flush=True)
+
+    def best_on(subset):
+        return max(candidates, key=lambda c: np.mean([scores[c][s]["HOTA"] for s in subset]))
+
+    held_out = {s: best_on([o for o in names if o != s]) for s in names}
+    shipped = best_on(names)
+    lines = [f"### Leave-one-sequence-out choice of the motion-only config, {machine()}, load average "
+             f"{os.getloadavg()[0]:.1f}, {time.perf_counter() - start:.0f} s for {len(candidates)} candidates", "",
+             "Each row: the candidate with the best mean HOTA on the other sequences, scored on this one "
+             "(public det/det.txt, TrackEval MOT15 rules). Candidates: deepsort.yaml, and deepsort.yaml + "
+             f"`{' '.join(MOTION_BASE)}` with every combination of "
+             + ", ".join(f"`{k}` {v}" for k, v in MOTION_GRID.items()) + ".", "",
+             "| held-out sequence | chosen on the other six | HOTA | AssA | IDF1 | IDSW | deepsort HOTA | change |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in names:
+        r, ref = scores[held_out[s]][s], scores["deepsort"][s]
+        lines.append(f"| {s} | `{held_out[s]}` | {r['HOTA']:.1f} | {r['AssA']:.1f} | {r['IDF1']:.1f} | {r['IDSW']} | "
+                     f"{ref['HOTA']:.1f} | {r['HOTA'] - ref['HOTA']:+.1f} |")
+    mean = {k: np.mean([scores[held_out[s]][s][k] for s in names]) for k in ("HOTA", "AssA", "IDF1")}
+    ref_mean = np.mean([scores["deepsort"][s]["HOTA"] for s in names])
+    lines.append(f"| **mean** | | {mean['HOTA']:.1f} | {mean['AssA']:.1f} | {mean['IDF1']:.1f} | "
+                 f"{sum(scores[held_out[s]][s]['IDSW'] for s in names)} | {ref_mean:.1f} | "
+                 f"{mean['HOTA'] - ref_mean:+.1f} |")
+    lines += ["", f"Chosen on all {len(names)} (shipped as `configs/tracker/motion.yaml`): `{shipped}`.", "",
+              f"Reproduce: `python scripts/tune_tracker.py loso {' '.join(paths)}`"]
+    markdown = "\n".join(lines)
+    print(markdown)
+    if write:
+        update_section("tune_tracker", markdown)
+    return {"scores": scores, "held_out": held_out, "shipped": shipped}
+
+
 def _reference_features(model, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Peer-style crops, one box at a time (a reference for `compare` only, never the product path)."""
     import cv2
@@ -170,6 +257,9 @@ def detect(seq_dir: str, weights: str, conf: float, imgsz: int, out: str) -> Non
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("loso")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     p = sub.add_parser("cache")
     p.add_argument("seq")
     p.add_argument("--reid", required=True)
@@ -193,7 +283,9 @@ def main(argv=None) -> int:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if args.cmd == "cache":
+    if args.cmd == "loso":
+        loso(args.paths, not args.no_write)
+    elif args.cmd == "cache":
         cache(args.seq, args.reid, args.detections, args.tag, args.reference)
     elif args.cmd == "run":
         run(args.seqs, args.tracker, args.tag, args.overrides, args.motion_only)
