@@ -15,8 +15,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detector", help="auto | hog | YOLO weights (.pt, .onnx, .engine) [auto]")
     parser.add_argument("--detections", help="MOT det.txt whose boxes replace the detector (public detections)")
     parser.add_argument("--reid", help="auto | none | mot-reid checkpoint | torchreid OSNet .pth [auto]")
-    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | tracker YAML "
-                                          "[auto: mot-reid with a ReID model, deepsort without]")
+    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | motion | tracker YAML "
+                                          "[auto: mot-reid with a ReID model, motion without]")
     parser.add_argument("--device", help="auto | cpu | cuda:N [auto]")
     parser.add_argument("--classes", type=int, nargs="+", help="COCO class ids to track [0 = person]")
     parser.add_argument("--conf", type=float, help="minimum detector confidence [0.25]")
