@@ -3,7 +3,13 @@ and recovery, ByteTrack's second association as the shipped `motion` config sets
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 from trackers import DeepSort, TrackerConfig
@@ -120,3 +126,15 @@ def test_auto_picks_motion_without_appearance_and_mot_reid_with_it():
     assert resolve_tracker_name("auto", with_appearance=False) == "motion"
     assert resolve_tracker_name("auto", with_appearance=True) == "mot-reid"
     assert resolve_tracker_name("deepsort", with_appearance=False) == "deepsort"
+
+
+
+def test_peers_script_without_boxmot_says_what_to_install_in_one_line(shared_data):
+    if importlib.util.find_spec("boxmot") is not None:
+        pytest.skip("boxmot is installed in this interpreter")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "peers_motion.py"
+    run = subprocess.run([sys.executable, str(script), str(shared_data / "mot" / "TUD-Campus"), "--no-write"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'boxmot==25.*'" in lines[0]
