@@ -68,7 +68,9 @@ def virtual_path(last_xyxy: np.ndarray, new_xyxy: np.ndarray, gap: int) -> np.nd
 def reupdate(kalman: BoxKalman, observed_mean: np.ndarray, observed_cov: np.ndarray, last_xyxy: np.ndarray,
              new_xyxy: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
     """ORU: the state (8,), (8,8) after `gap` predict+update steps from the state at the last observation,
-    fed the virtual path to `new_xyxy` (gap = frames between the two observations, >= 1)."""
+    fed the virtual path to `new_xyxy` (gap = frames between the two observations, >= 1). The virtual
+    boxes carry no detection score, so NSA's score scaling does not apply to them; camera-motion
+    warps applied while the track coasted are not replayed (use it on static cameras)."""
     mean, cov = observed_mean[None].copy(), observed_cov[None].copy()
     for z in virtual_path(last_xyxy, new_xyxy, gap):
         mean, cov = kalman.predict(mean, cov)
