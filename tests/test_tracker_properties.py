@@ -15,15 +15,21 @@ frames = st.lists(st.lists(detection, max_size=12), min_size=1, max_size=8)
 
 
 @settings(max_examples=60, deadline=None)
-@given(frames=frames, config=st.sampled_from(["deepsort", "strongsort"]), with_features=st.booleans(),
+@given(frames=frames, config=st.sampled_from(["deepsort", "strongsort", "oc"]), with_features=st.booleans(),
        seed=st.integers(0, 2**16))
 # Once found: a denormal-thin box (height 1.4e-45 px) made the Kalman aspect ratio overflow to inf.
 @example(frames=[[(np.nan, np.nan, 21.5, 32.3, np.nan, 2), (np.nan, np.inf, 29.3, 2.1e-153, np.nan, 2),
                   (0.0, 0.0, 1.0, 1.401298464324817e-45, 1.0, 2)], []],
          config="strongsort", with_features=True, seed=3646)
 def test_random_input_never_crashes_and_outputs_are_sane(frames, config, with_features, seed):
-    cfg = TrackerConfig(n_init=1) if config == "deepsort" else TrackerConfig(
-        n_init=1, appearance="ema", nsa=True, matching="global", appearance_weight=0.98, second_association=True)
+    cfg = {
+        "deepsort": TrackerConfig(n_init=1),
+        "strongsort": TrackerConfig(n_init=1, appearance="ema", nsa=True, matching="global", appearance_weight=0.98,
+                                    second_association=True),
+        # every observation-centric switch on, with the second association
+        "oc": TrackerConfig(n_init=1, min_confidence=0.5, second_association=True, reupdate_after_gap=True,
+                            direction_weight=0.5, recovery=True),
+    }[config]
     tracker = DeepSort(cfg, frame_rate=25)
     rng = np.random.default_rng(seed)
     for dets in frames:

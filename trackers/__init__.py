@@ -1,4 +1,4 @@
-"""Torch-free multi-object tracking: DeepSORT semantics with StrongSORT/ByteTrack switches.
+"""Torch-free multi-object tracking: DeepSORT semantics with StrongSORT/ByteTrack/OC-SORT switches.
 
 Feed it boxes, scores and (optionally) L2-normalised appearance features from any detector:
 

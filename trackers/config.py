@@ -2,7 +2,8 @@
 
 Defaults are those of nwojke/deep_sort's `evaluate_motchallenge.py` and its `kalman_filter.py`;
 the StrongSORT-style switches (EMA memory, NSA, global matching, cost fusion, second
-association of low-score boxes, camera-motion compensation) are all off. The shipped YAML
+association of low-score boxes, camera-motion compensation) and OC-SORT's observation-centric
+ones (re-update after a gap, direction consistency, recovery by the last observed box) are all off. The shipped YAML
 files in `configs/tracker/` document each key.
 """
 
@@ -46,6 +47,12 @@ class TrackerConfig:
     second_association: bool = False  # ByteTrack-style: low-score boxes may extend unmatched tracks
     low_score_threshold: float = 0.1  # lowest score used by the second association
     second_max_iou_distance: float = 0.5
+    # OC-SORT's observation-centric switches (trackers/observation.py)
+    reupdate_after_gap: bool = False  # ORU: a track matched after a gap is re-filtered along a straight virtual path
+    direction_weight: float = 0.0  # OCM: weight of the direction-change cost added to the motion-only first stage
+    direction_delta_t: int = 3  # frames back from which a track's direction of motion is measured
+    recovery: bool = False  # OCR: leftover boxes may match lost tracks by IoU with their last observed box
+    recovery_max_iou_distance: float = 0.7
     # Camera-motion compensation (moving cameras only)
     cmc: Literal["none", "ecc", "sparse_flow"] = "none"
     cmc_downscale: int = 2  # estimate the warp on a frame shrunk by this factor
@@ -69,6 +76,9 @@ class TrackerConfig:
             "std_weight_velocity": (lambda v: v > 0, "> 0"),
             "reference_frame_rate": (lambda v: v > 0, "> 0"),
             "cmc_downscale": (lambda v: v >= 1, ">= 1"),
+            "direction_weight": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            "direction_delta_t": (lambda v: v >= 1, ">= 1"),
+            "recovery_max_iou_distance": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
             "low_score_threshold": (lambda v: 0.0 <= v <= self.min_confidence, "in [0, min_confidence]"),
         })
 

@@ -3,8 +3,9 @@
 One `update` per frame: predict all tracks (one batched Kalman step), optionally warp them by the
 camera motion, associate detections in two stages (appearance or motion cascade over confirmed
 tracks, then IoU for new and just-missed tracks; optionally a third, ByteTrack-style stage for
-low-score boxes), correct matched tracks (one batched Kalman update), start tracks for the
-unmatched detections and report confirmed tracks.
+low-score boxes and a fourth, OC-SORT-style recovery by last observed boxes), correct matched
+tracks (one batched Kalman update; optionally OC-SORT's re-update after a gap), start tracks for
+the unmatched detections and report confirmed tracks.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from trackers import boxes
 from trackers.assignment import matching_cascade, min_cost_matching
 from trackers.cmc import CameraMotion, warp_states
 from trackers.config import TrackerConfig
-from trackers.distances import cosine_distance, gate, iou_distance, nearest_cosine_distance
+from trackers.distances import INFTY_COST, cosine_distance, gate, iou_distance, nearest_cosine_distance
 from trackers.kalman import BoxKalman
+from trackers.observation import anchor_box, direction_cost, reupdate
 from trackers.track import EmaMemory, Gallery, Track
 
 
@@ -66,6 +68,8 @@ class DeepSort:
         self.max_age = int(max_age)
         self.kalman = BoxKalman(self.cfg.std_weight_position, self.cfg.std_weight_velocity)
         self.camera = None if self.cfg.cmc == "none" else CameraMotion(self.cfg.cmc, self.cfg.cmc_downscale)
+        # Tracks keep their observed boxes only for the switches that read them.
+        self.observe = self.cfg.reupdate_after_gap or self.cfg.direction_weight > 0 or self.cfg.recovery
         self.reset()
 
     def reset(self) -> None:
@@ -116,6 +120,10 @@ class DeepSort:
                 unmatched_tracks = np.setdiff1d(unmatched_tracks, weak_matches[:, 0])
                 # Remember the caller's index of the weak box in the same table, offset to tell them apart.
                 matched_det[weak_matches[:, 0]] = -2 - weak_matches[:, 1]
+        if self.cfg.recovery and len(unmatched_tracks) and len(unmatched_dets):
+            found, unmatched_tracks, unmatched_dets = self._recover(unmatched_tracks, strong, unmatched_dets)
+            self._correct(found[:, 0], strong, found[:, 1], use_features=True)
+            matched_det[found[:, 0]] = found[:, 1]
         for row in unmatched_tracks:
             self.tracks[row].miss()
 
@@ -148,6 +156,8 @@ class DeepSort:
                     cfg.max_cosine_distance
             else:  # motion only: the first stage matches confirmed tracks by gated IoU
                 cost_c, max_cost = gate(iou_cost[rows_c], maha, cfg.gating_threshold), cfg.motion_max_iou_distance
+                if cfg.direction_weight > 0:
+                    cost_c, max_cost = self._with_direction(rows_c, dets.xyxy, cost_c, max_cost)
             cost = np.full((n_tracks, n_dets), np.inf)
             cost[rows_c] = cost_c
             if cfg.matching == "cascade":
@@ -163,6 +173,27 @@ class DeepSort:
         matches_b, unmatched_b, cols = min_cost_matching(iou_cost, cfg.max_iou_distance, candidates, cols)
         matches = np.concatenate([matches_a, matches_b])
         return matches, np.concatenate([keep_unmatched, unmatched_b]).astype(np.int64), cols
+
+    def _with_direction(self, rows: np.ndarray, xyxy: np.ndarray, cost: np.ndarray,
+                        max_cost: float) -> tuple[np.ndarray, float]:
+        """OCM: pairs the IoU stage allows also pay `direction_weight` x the turn they imply; the bar
+        rises by the largest such payment, so the direction re-ranks allowed pairs but admits none."""
+        anchors = np.stack([anchor_box(self.tracks[r].history, self.frame_count, self.cfg.direction_delta_t)
+                            for r in rows])
+        velocity = np.stack([self.tracks[r].velocity for r in rows])
+        turn = self.cfg.direction_weight * direction_cost(velocity, anchors, xyxy)
+        return np.where(cost <= max_cost, cost + turn, INFTY_COST), max_cost + self.cfg.direction_weight
+
+    def _recover(self, rows: np.ndarray, dets: _Detections, cols: np.ndarray):
+        """OCR: leftover boxes against the last observed box of leftover, still-alive tracks, by IoU."""
+        alive = np.array([self.tracks[r].time_since_update <= self.max_age for r in rows], dtype=bool)
+        if not alive.any():
+            return np.empty((0, 2), dtype=np.int64), rows, cols
+        last = np.stack([self.tracks[r].last_box for r in rows])
+        cost = np.full((len(self.tracks), len(dets.score)), np.inf)
+        cost[rows[alive]] = iou_distance(last[alive], dets.xyxy)
+        found, _, cols = min_cost_matching(cost, self.cfg.recovery_max_iou_distance, rows[alive], cols)
+        return found, np.setdiff1d(rows, found[:, 0]), cols
 
     def _appearance_cost(self, rows: np.ndarray, features: np.ndarray) -> np.ndarray:
         memories = [self.tracks[r].memory.matrix() for r in rows]
@@ -187,8 +218,17 @@ class DeepSort:
         self.mean[rows], self.cov[rows] = self.kalman.update(
             self.mean[rows], self.cov[rows], boxes.xyxy_to_xyah(dets.xyxy[cols]), confidence)
         for row, col in zip(rows, cols, strict=True):
+            track = self.tracks[row]
+            if self.observe:
+                gap = track.time_since_update
+                if self.cfg.reupdate_after_gap and gap > 1 and track.observed_state is not None:
+                    # ORU replaces the ordinary update above: the coasting prediction it corrected is discarded.
+                    self.mean[row], self.cov[row] = reupdate(self.kalman, *track.observed_state, track.last_box,
+                                                             dets.xyxy[col], gap)
+                track.observe(self.frame_count, dets.xyxy[col], self.cfg.direction_delta_t)
+                track.observed_state = (self.mean[row].copy(), self.cov[row].copy())
             feature = dets.feature[col] if use_features and dets.feature is not None else None
-            self.tracks[row].hit(float(dets.score[col]), int(dets.cls[col]), feature)
+            track.hit(float(dets.score[col]), int(dets.cls[col]), feature)
 
     def _start_tracks(self, dets: _Detections) -> None:
         if len(dets.score) == 0:
@@ -203,8 +243,11 @@ class DeepSort:
                 memory = Gallery(self.cfg.nn_budget)
             if dets.feature is not None:
                 memory.add(dets.feature[k])
-            self.tracks.append(Track(self.next_id, self.cfg.n_init, self.max_age, memory,
-                                     float(dets.score[k]), int(dets.cls[k])))
+            track = Track(self.next_id, self.cfg.n_init, self.max_age, memory, float(dets.score[k]), int(dets.cls[k]))
+            if self.observe:
+                track.observe(self.frame_count, dets.xyxy[k], self.cfg.direction_delta_t)
+                track.observed_state = (mean[k].copy(), cov[k].copy())
+            self.tracks.append(track)
             self.next_id += 1
 
     def _drop_deleted(self) -> None:

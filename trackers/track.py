@@ -9,6 +9,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from trackers.observation import anchor_box, centre_direction
+
 
 class TrackState(IntEnum):
     TENTATIVE = 1
@@ -72,6 +74,12 @@ class Track:
         self.age = 1
         self.time_since_update = 0
         self.state = TrackState.TENTATIVE if n_init > 1 else TrackState.CONFIRMED
+        # Observation memory for the observation-centric switches (trackers/observation.py); the tracker
+        # fills it only when one of them is on.
+        self.last_box: np.ndarray | None = None  # (4,) xyxy of the last matched detection
+        self.history: dict[int, np.ndarray] = {}  # frame -> observed xyxy, the last few frames only
+        self.velocity = np.zeros(2)  # unit direction of recent observed motion; 0 until it moved
+        self.observed_state: tuple[np.ndarray, np.ndarray] | None = None  # Kalman mean, cov at last_box
 
     def predict(self) -> None:
         """A new frame started: one frame older, one more frame since the last update."""
@@ -87,6 +95,18 @@ class Track:
             self.memory.add(feature)
         if self.state == TrackState.TENTATIVE and self.hits >= self.n_init:
             self.state = TrackState.CONFIRMED
+
+    def observe(self, frame: int, xyxy: np.ndarray, delta_t: int) -> None:
+        """Remember the box matched at `frame`; the motion direction is measured from `delta_t` frames back."""
+        anchor = anchor_box(self.history, frame, delta_t)
+        if anchor is not None:
+            direction = centre_direction(anchor, xyxy)
+            if direction.any():
+                self.velocity = direction
+        self.last_box = np.array(xyxy, dtype=np.float64)
+        self.history[frame] = self.last_box
+        for old in [f for f in self.history if f < frame - delta_t]:
+            del self.history[old]
 
     def miss(self) -> None:
         """Not matched this frame: a tentative track dies at once, a confirmed one after max_age misses."""

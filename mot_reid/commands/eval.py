@@ -16,8 +16,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detections", choices=("public", "yolo"), default="public",
                         help="public: each sequence's det/det.txt (default); yolo: the video pipeline's detector")
     parser.add_argument("--tracker", default="auto", metavar="NAME|PATH",
-                        help="tracker config: auto (mot-reid with --reid, deepsort without), a name in "
-                             "configs/tracker (deepsort, strongsort, mot-reid) or a YAML path")
+                        help="tracker config: auto (mot-reid with --reid, motion without), a name in "
+                             "configs/tracker (deepsort, strongsort, mot-reid, motion) or a YAML path")
     add_set_argument(parser, "max_age=60 max_cosine_distance=0.25 (tracker config keys)")
     parser.add_argument("--detector", default="auto", metavar="auto|hog|PATH",
                         help="--detections yolo: YOLO weights as in `mot-reid track --detector` (default auto)")

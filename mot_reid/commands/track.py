@@ -17,8 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detections", help="MOT det.txt whose boxes replace the detector (public detections)")
     parser.add_argument("--reid", help="auto | none | mot-reid checkpoint | torchreid OSNet .pth | "
                                        "`mot-reid export` file (.onnx, .xml) [auto]")
-    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | tracker YAML "
-                                          "[auto: mot-reid with a ReID model, deepsort without]")
+    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | motion | tracker YAML "
+                                          "[auto: mot-reid with a ReID model, motion without]")
     parser.add_argument("--device", help="auto | cpu | cuda:N [auto]")
     add_backend_argument(parser)
     parser.add_argument("--classes", type=int, nargs="+", help="COCO class ids to track [0 = person]")
