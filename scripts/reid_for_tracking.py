@@ -170,7 +170,7 @@ def cached(path: Path, compute) -> dict:
 def summarise(values: list[float]) -> str:
     mean = statistics.fmean(values)
     text = f"{mean:.0f}" if all(float(v).is_integer() for v in values) and mean >= 20 else f"{mean:.1f}"
-    return text if len(values) == 1 else f"{text} ({min(values):.1f}-{max(values):.1f})"
+    return text if len(values) == 1 else f"{text} ({min(values):.1f}-{max(values):.1f}, n={len(values)})"
 
 
 def main() -> None:
@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/reid_for_tracking"))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--part", choices=("loop", "ablation", "all"), default="all")
+    parser.add_argument("--only", nargs="+", choices=sorted(VARIANTS), metavar="VARIANT",
+                        help="train only these variants; others enter the tables where already trained")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     args = parser.parse_args()
     setup_logging()
@@ -195,6 +197,9 @@ def main() -> None:
                                          lambda: reid_scores(Path(weights), feature, test_dir))}
         return result
 
+    def wanted(name: str, seed: int) -> bool:
+        return not args.only or name in args.only or (work / "runs" / f"{name}_s{seed}" / "model.pt").is_file()
+
     rows: dict[str, dict[str, list[dict]]] = {}  # row label -> detset -> one result per seed
     if args.part in ("loop", "all"):
         for detset in detsets:
@@ -204,6 +209,8 @@ def main() -> None:
             for name, label, feature in (("finetune", "c", "before"), ("finetune", "d", "after"),
                                          ("finetune_fc", "c2", "before"), ("finetune_fc", "d2", "after"),
                                          ("resnet18", "e", "before")):
+                if not wanted(name, seed):
+                    continue
                 weights = train_variant(name, seed, train_dir, work)
                 for detset in detsets:
                     rows.setdefault(label, {}).setdefault(detset, []).append(
@@ -212,6 +219,8 @@ def main() -> None:
     if args.part in ("ablation", "all"):
         for seed in args.seeds:
             for name, _ in ABLATION:
+                if not wanted(name, seed):
+                    continue
                 weights = train_variant(name, seed, train_dir, work)
                 ablation.setdefault(name, []).append(score(f"{name}_s{seed}", weights, "before", "public"))
                 if name == "finetune":
@@ -238,7 +247,8 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
              f"Trained on {summary['ids']} identities / {summary['images']} crops cut from MOT17-mini + TUD-Campus "
              f"(`mot-reid data mot2reid ... --test-fraction 0`); fine-tune recipe `configs/reid/finetune_osnet.yaml`"
              + (f", {statistics.fmean(seconds):.0f} s per run" if seconds else "") + f". Seeds {args.seeds}: mean "
-             "(min-max). Tracker: `auto` (" + f"`{tracker}` with ReID, "
+             "(min-max, n = seeds run) where a row is trained more than once. Tracker: `auto` ("
+             f"`{tracker}` with ReID, "
              f"`{resolve_tracker_name('auto', with_appearance=False)}` for row a). ReID rank-1 / mAP: PETS09-S2L1 "
              "crops, every identity as query/gallery (`--test-fraction 1 --frame-step 4`), the row's feature.", ""]
     if rows:
