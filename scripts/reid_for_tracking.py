@@ -167,10 +167,10 @@ def cached(path: Path, compute) -> dict:
     return result
 
 
-def summarise(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    text = f"{mean:.0f}" if all(float(v).is_integer() for v in values) and mean >= 20 else f"{mean:.1f}"
-    return text if len(values) == 1 else f"{text} ({min(values):.1f}-{max(values):.1f}, n={len(values)})"
+def summarise(values: list[float], integer: bool = False) -> str:
+    fmt = (lambda v: f"{v:.0f}") if integer else (lambda v: f"{v:.1f}")
+    text = fmt(statistics.fmean(values))
+    return text if len(values) == 1 else f"{text} ({fmt(min(values))}-{fmt(max(values))}, n={len(values)})"
 
 
 def main() -> None:
@@ -257,7 +257,7 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
         for label in ("a", "b", "c", "d", "c2", "d2", "e"):
             for detset, results in rows.get(label, {}).items():
                 name = "public (Faster R-CNN det.txt)" if detset == "public" else "YOLOv8n conf 0.1"
-                cells = [summarise([r[m] for r in results]) for m in METRICS]
+                cells = [summarise([r[m] for r in results], m == "IDSW") for m in METRICS]
                 cells += [summarise([r[m] for r in results]) if "mAP" in results[0] else "-" for m in ("rank1", "mAP")]
                 lines.append(f"| {LABELS[label]} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -267,7 +267,7 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
         for name, label in [*ABLATION, ("finetune_after", "fine-tune recipe, post-BN features to the tracker")]:
             if name in ablation:
                 results = ablation[name]
-                cells = [summarise([r[m] for r in results]) for m in (*METRICS, "rank1", "mAP")]
+                cells = [summarise([r[m] for r in results], m == "IDSW") for m in (*METRICS, "rank1", "mAP")]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(f"Reproduce: `python scripts/reid_for_tracking.py --seeds {' '.join(map(str, args.seeds))}` "
