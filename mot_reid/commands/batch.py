@@ -11,19 +11,13 @@ HELP = "Track many videos/sequences (one folder each, manifest batch.json), resu
 
 
 def add_arguments(parser) -> None:
-    from mot_reid.commands.track import add_arguments as track_arguments
+    from mot_reid.commands.track import add_pipeline_options
 
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="video files, folders of videos or MOT sequences, a sequence folder, "
                              "a .txt file of paths/URLs (one a line), or a glob ('clips/*.mp4')")
     parser.add_argument("--out-dir", type=Path, required=True, help="DIR/<name>/tracks.json per input, DIR/batch.json")
-    # The `track` options, minus the ones that name one input's outputs.
-    scratch = type(parser)(add_help=False)
-    track_arguments(scratch)
-    for action in scratch._actions:
-        if action.dest in ("source", "out", "mot_txt", "save_video", "no_progress", "overrides"):
-            continue
-        parser._add_action(action)
+    add_pipeline_options(parser)
     parser.add_argument("--mot-txt", action="store_true", help="also write DIR/<name>/tracks.txt (MOT rows)")
     parser.add_argument("--save-video", action="store_true", help="also write DIR/<name>/tracks.mp4")
     add_set_argument(parser, "detector.batch=16 tracker.max_age=50")
@@ -52,7 +46,6 @@ def run(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
-    args.max_frames = getattr(args, "max_frames", None)
     pipeline_pairs, tracker_pairs = split_overrides(overrides_from_args(args))
     path = config.resolve_config_path(args.config, "pipeline") if args.config else None
     cfg = config.load(PipelineConfig, path, pipeline_pairs)
