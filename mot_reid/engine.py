@@ -7,7 +7,9 @@
   whose actor died (`max_retries`) and reports failures. Ray is imported only here, only when asked for.
 
 `setup` and `job` must be module-level functions (they are pickled to the workers); a job should return
-its own failures as data, so one bad item does not end the run.
+its own failures as data, so one bad item does not end the run. A failing `setup` (say, a missing weights
+file) ends the run in the caller on every engine: a UserError as itself, anything else as a RuntimeError
+carrying the worker's traceback, where a pool would otherwise restart the failing worker forever.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import traceback
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from mot_reid.errors import UserError
 
@@ -34,15 +38,44 @@ def default_workers(n_items: int) -> int:
     return max(1, min(n_items, gpus or (os.cpu_count() or 2) // 2))
 
 
+@dataclass
+class _SetupFailed:
+    """What a worker whose setup raised answers to every job: the parent raises it once."""
+
+    message: str
+    user_error: bool
+
+    @classmethod
+    def setup(cls, setup, setup_args):
+        try:
+            return setup(*setup_args)
+        except UserError as exc:
+            return cls(str(exc), True)
+        except Exception:  # noqa: BLE001 - a bug: re-raised in the parent with this traceback
+            return cls(traceback.format_exc(), False)
+
+    def raise_(self):
+        raise (UserError(self.message) if self.user_error else RuntimeError(f"worker setup failed:\n{self.message}"))
+
+
+def _checked(results):
+    for i, result in results:
+        if isinstance(result, _SetupFailed):
+            result.raise_()
+        yield i, result
+
+
 def run_jobs(setup: Callable, setup_args: tuple, job: Callable, items: Sequence, engine: str = "local",
              workers: int = 1, gpus_per_worker: float = 0, address: str | None = None,
              max_retries: int = 1) -> Iterator[tuple[int, object]]:
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if not items:  # nothing to do: load no models
+        return
     if engine == "ray":
         yield from _ray(setup, setup_args, job, items, workers, gpus_per_worker, address, max_retries)
-    elif engine == "local":
-        yield from _local(setup, setup_args, job, items, workers)
     else:
-        raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        yield from _local(setup, setup_args, job, items, workers)
 
 
 def _local(setup, setup_args, job, items, workers: int):
@@ -56,8 +89,7 @@ def _local(setup, setup_args, job, items, workers: int):
     pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_pool_init,
                                                      initargs=(setup, setup_args, threads))
     try:
-        for i, result in pool.imap_unordered(_pool_job, [(job, i, item) for i, item in enumerate(items)]):
-            yield i, result
+        yield from _checked(pool.imap_unordered(_pool_job, [(job, i, item) for i, item in enumerate(items)]))
         pool.close()
     finally:
         # On Ctrl-C/SIGTERM (or an engine error) stop the workers now; jobs they had begun leave no
@@ -72,11 +104,13 @@ def _pool_init(setup, setup_args, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
     torch.set_num_threads(threads)
-    _state = setup(*setup_args)
+    _state = _SetupFailed.setup(setup, setup_args)
 
 
 def _pool_job(task):
     job, i, item = task
+    if isinstance(_state, _SetupFailed):
+        return i, _state
     result = job(_state, item)
     if result == INTERRUPTED or (isinstance(result, dict) and result.get("status") == INTERRUPTED):
         # SIGTERM from Pool.terminate reached a job that turns it into a clean stop; the pool is going
@@ -89,10 +123,10 @@ class _Actor:
     """One Ray worker: state set up once in __init__, then any number of jobs."""
 
     def __init__(self, setup, setup_args):
-        self.state = setup(*setup_args)
+        self.state = _SetupFailed.setup(setup, setup_args)
 
     def run(self, job, i, item):
-        return i, job(self.state, item)
+        return i, self.state if isinstance(self.state, _SetupFailed) else job(self.state, item)
 
 
 def _ray(setup, setup_args, job, items, workers, gpus_per_worker, address, max_retries):
@@ -114,7 +148,7 @@ def _ray(setup, setup_args, job, items, workers, gpus_per_worker, address, max_r
     actors = [actor.remote(setup, setup_args) for _ in range(max(1, min(workers, len(items))))]
     try:
         pool = ActorPool(actors)
-        yield from pool.map_unordered(lambda a, task: a.run.remote(job, *task), list(enumerate(items)))
+        yield from _checked(pool.map_unordered(lambda a, task: a.run.remote(job, *task), list(enumerate(items))))
     finally:
         for a in actors:
             ray.kill(a)
