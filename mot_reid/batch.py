@@ -109,7 +109,8 @@ def track_job(state, job: Job) -> dict:
     record = {"name": job.name, "source": job.source, "outputs": outputs, "model_load_seconds": load_seconds}
     try:
         result, _ = track(job.source, cfg, outputs["tracks"], job.tracker_pairs, mot_txt=outputs.get("mot_txt"),
-                          save_video=outputs.get("video"), show_progress=False, models=models)
+                          save_video=outputs.get("video"), show_progress=False, models=models,
+                          write_interrupted=False)
     except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded and the batch goes on
         return {**record, "status": "failed", "reason": _one_line(exc)}
     record |= {"frames": result.frames, "tracks": len(result.collector.tracks), "seconds": round(result.seconds, 3),

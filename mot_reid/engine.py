@@ -100,11 +100,18 @@ def _local(setup, setup_args, job, items, workers: int):
 
 def _pool_init(setup, setup_args, threads: int) -> None:
     global _state
-    # The parent decides what Ctrl-C means; workers are stopped by it (terminate) instead.
+    # The parent decides what Ctrl-C means; workers are stopped by it (terminate, i.e. SIGTERM) instead. A job
+    # tracking frames turns SIGTERM into a clean stop itself; anywhere else it unwinds quietly, so an atomic
+    # write that was under way removes its temp file rather than leaving it beside the outputs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
     import torch
     torch.set_num_threads(threads)
     _state = _SetupFailed.setup(setup, setup_args)
+
+
+def _exit_quietly(signum, frame):
+    raise SystemExit(130)
 
 
 def _pool_job(task):

@@ -167,6 +167,8 @@ def pipeline_results(seq: Sequence, cfg: TrackerConfig, pipeline, public: bool) 
     source = open_source(str(seq.img_dir or seq.video or seq.path), fps=seq.frame_rate)
     result = pipeline.run(source, DeepSort(cfg, frame_rate=seq.frame_rate), max_frames=seq.num_frames,
                           show_progress=False)
+    if result.stopped_by == "interrupt":
+        raise KeyboardInterrupt  # the pipeline turned Ctrl-C/SIGTERM into a clean stop; eval ends (exit 130)
     if not result.complete:
         raise UserError(f"tracking {seq.name} stopped early ({result.stopped_by})")
     return np.asarray(result.collector.mot_rows(), dtype=np.float64).reshape(-1, 10)

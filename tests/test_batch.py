@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -78,3 +82,47 @@ def test_ray_engine(clips, tmp_path):
         assert _tracks(out / "pets" / "tracks.json") == _tracks(tmp_path / "p.json")
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def longer_clips(clips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("longer")  # not in `clips`: the tests above batch that whole folder
+    paths = [root / f"clip{n}.mp4" for n in range(3)]
+    for path in paths:
+        _cut(DATA / "mot" / "PETS09-S2L1" / "PETS09-S2L1.avi", path, n=24)
+    return paths
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_stops_like_ctrl_c_keeping_finished_inputs(longer_clips, tmp_path, workers):
+    # SIGTERM (what a service manager or a cluster scheduler sends) once the first input is done.
+    out = tmp_path / "out"
+    cmd = ["batch", *map(str, longer_clips), "--out-dir", str(out), "--workers", workers, "--mot-txt", *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "mot_reid.cli", *cmd], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while "done" not in _statuses_or_none(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    manifest = json.loads((out / "batch.json").read_text())
+    assert manifest["finished"] is False
+    status = {r["name"]: r["status"] for r in manifest["inputs"]}
+    done = {name for name, s in status.items() if s == "done"}
+    assert done and len(done) < 3 and set(status.values()) <= {"done", "pending"}
+    assert manifest["counts"] == {s: list(status.values()).count(s) for s in set(status.values())}
+    for name in status:
+        files = sorted(p.name for p in (out / name).iterdir()) if (out / name).exists() else []
+        # Only finished inputs have outputs: no partial tracks.json, no temp files of an interrupted write.
+        assert files == (["tracks.json", "tracks.txt"] if name in done else []), (name, files)
+    for name in done:
+        doc = json.loads((out / name / "tracks.json").read_text())
+        assert doc["complete"] is True and doc["summary"]["frames"] == 24
+
+
+def _statuses_or_none(out: Path) -> set:
+    try:
+        return {s for s, _ in _statuses(out).values()}
+    except (OSError, ValueError):
+        return set()
