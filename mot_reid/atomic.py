@@ -5,6 +5,7 @@ A crash or Ctrl-C mid-write leaves the previous file (or nothing), never half a 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -37,6 +38,13 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_leftovers(target: str | os.PathLike) -> None:
+    """Delete temp files of writes to `target` that never finished (the writer was killed, e.g. SIGKILL)."""
+    target = Path(target)
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -147,7 +148,12 @@ def _ray(setup, setup_args, job, items, workers, gpus_per_worker, address, max_r
         try:
             # Workers import mot_reid as this process does (a checkout on PYTHONPATH works too).
             env = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}} if os.environ.get("PYTHONPATH") else None
+            on_sigterm = signal.getsignal(signal.SIGTERM)
             ray.init(address=address, include_dashboard=False, log_to_driver=False, runtime_env=env)
+            # Ray's driver installs a crash handler that aborts on SIGTERM (exit 134, manifest left unfinished);
+            # give SIGTERM back its meaning here (the caller's clean stop) when it had one.
+            if on_sigterm is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, on_sigterm)
         except ConnectionError as exc:
             raise UserError(f"cannot reach the Ray cluster at {address}: {exc}") from None
     actor = ray.remote(_Actor).options(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=max_retries,

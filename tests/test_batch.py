@@ -93,11 +93,14 @@ def longer_clips(clips, tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_sigterm_stops_like_ctrl_c_keeping_finished_inputs(longer_clips, tmp_path, workers):
+@pytest.mark.parametrize("engine, workers", [("local", "1"), ("local", "2"), ("ray", "2")])
+def test_sigterm_stops_like_ctrl_c_keeping_finished_inputs(longer_clips, tmp_path, engine, workers):
     # SIGTERM (what a service manager or a cluster scheduler sends) once the first input is done.
+    if engine == "ray":
+        pytest.importorskip("ray")
     out = tmp_path / "out"
-    cmd = ["batch", *map(str, longer_clips), "--out-dir", str(out), "--workers", workers, "--mot-txt", *FAST]
+    cmd = ["batch", *map(str, longer_clips), "--out-dir", str(out), "--engine", engine, "--workers", workers,
+           "--mot-txt", "--save-video", *FAST]
     proc = subprocess.Popen([sys.executable, "-m", "mot_reid.cli", *cmd], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while "done" not in _statuses_or_none(out) and proc.poll() is None and time.monotonic() < deadline:
@@ -115,7 +118,7 @@ def test_sigterm_stops_like_ctrl_c_keeping_finished_inputs(longer_clips, tmp_pat
     for name in status:
         files = sorted(p.name for p in (out / name).iterdir()) if (out / name).exists() else []
         # Only finished inputs have outputs: no partial tracks.json, no temp files of an interrupted write.
-        assert files == (["tracks.json", "tracks.txt"] if name in done else []), (name, files)
+        assert files == (["tracks.json", "tracks.mp4", "tracks.txt"] if name in done else []), (name, files)
     for name in done:
         doc = json.loads((out / name / "tracks.json").read_text())
         assert doc["complete"] is True and doc["summary"]["frames"] == 24

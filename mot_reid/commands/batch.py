@@ -70,6 +70,9 @@ def run(args) -> int:
                 bar.update(1)
     except KeyboardInterrupt:
         interrupted = True
+        for j in todo:
+            if manifest.records[j.name]["status"] == "pending":
+                j.remove_leftovers()
     finally:
         bar.close()
     manifest.write(finished=not interrupted)
