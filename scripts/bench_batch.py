@@ -62,7 +62,8 @@ def shell_loop(clips: list[Path], out: Path, models: list[str]) -> dict:
         tracks = out / f"{clip.stem}.json"
         wall += mot_reid("track", str(clip), "--out", str(tracks), *models, "--no-progress")
         tracking += json.loads(tracks.read_text())["summary"]["seconds"]
-    return {"seconds": wall, "fixed": wall - tracking, "processes": len(clips), "loads": []}
+    return {"seconds": wall, "fixed": wall - tracking, "processes": len(clips), "loads": [],
+            "loadavg": os.getloadavg()[0]}
 
 
 def batch(clips: list[Path], out: Path, models: list[str], engine: str, workers: int, gpus: float = 0) -> dict:
@@ -73,7 +74,7 @@ def batch(clips: list[Path], out: Path, models: list[str], engine: str, workers:
         raise SystemExit(f"batch {engine} x{workers}: not every clip is done; see {out / 'batch.json'}")
     tracking = sum(r["seconds"] for r in records) / workers
     loads = sorted({r["model_load_seconds"] for r in records})  # one value per worker that tracked clips
-    return {"seconds": wall, "fixed": wall - tracking, "processes": 1, "loads": loads}
+    return {"seconds": wall, "fixed": wall - tracking, "processes": 1, "loads": loads, "loadavg": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -97,7 +98,6 @@ def main() -> None:
         for engine, w, share in plan:
             name = f"batch --engine {engine} --workers {w}" + (f" --gpus-per-worker {share:g}" if gpu else "")
             runs.append((name, batch(clips, tmp / f"{engine}{w}", models, engine, w, share)))
-    load_end = os.getloadavg()[0]
     loop = runs[0][1]["seconds"]
     n = args.clips
     lines = [f"### mot-reid batch: {n} clips of {args.frames} frames (PETS09-S2L1, 768x576), {machine()}, "
@@ -107,17 +107,17 @@ def main() -> None:
              "(each clip's tracking seconds, divided by the workers sharing them): process start, imports, Ray start, "
              "model load, worker spawn; the loop pays it per clip. Model load = detector + embedder load per batch "
              "worker (batch.json). Local workers split the cores' threads; a Ray CPU actor reserves one core and runs "
-             f"torch on one thread. Load average {load_start:.1f} at the start, {load_end:.1f} at the end (the machine "
-             "is shared with other jobs: compare rows of one run, not across runs).", "",
-             "| run | inputs | total s | inputs/hour | fixed cost s | model load s per worker | saved vs the loop |",
-             "|---|---|---|---|---|---|---|"]
+             f"torch on one thread. The machine is shared with other jobs: load average {load_start:.1f} at the start, "
+             "and per row when it ended; rows run one after another, so a change of load favours some of them.", "",
+             "| run | inputs | total s | inputs/hour | fixed cost s | model load s per worker | saved vs the loop "
+             "| load avg |", "|---|---|---|---|---|---|---|---|"]
     for name, r in runs:
         saved = "-" if r is runs[0][1] else f"{loop - r['seconds']:.1f} s ({100 * (loop - r['seconds']) / loop:.0f}%)"
         fixed = f"{r['fixed']:.1f}" + (f" ({r['processes']} x {r['fixed'] / r['processes']:.1f})"
                                        if r["processes"] > 1 else "")
         loads = ", ".join(f"{x:.2f}" for x in r["loads"]) or "-"
         lines.append(f"| {name} | {n} | {r['seconds']:.1f} | {3600 * n / r['seconds']:.0f} | {fixed} | {loads} | "
-                     f"{saved} |")
+                     f"{saved} | {r['loadavg']:.1f} |")
     if not gpu:
         lines.append(f"| GPU: batch --engine ray, 1 / 2 / 4 workers per GPU | {n} | not measured (no GPU lent) | "
                      "- | - | - | - |")
