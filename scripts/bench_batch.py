@@ -120,7 +120,7 @@ def main() -> None:
                      f"{saved} | {r['loadavg']:.1f} |")
     if not gpu:
         lines.append(f"| GPU: batch --engine ray, 1 / 2 / 4 workers per GPU | {n} | not measured (no GPU lent) | "
-                     "- | - | - | - |")
+                     "- | - | - | - | - |")
     lines += ["", f"Reproduce: `python scripts/bench_batch.py --clips {n} --frames {args.frames}`; GPU rows: "
               f"`python scripts/bench_batch.py --clips {n} --frames {args.frames} --device cuda`"]
     markdown = "\n".join(lines)
