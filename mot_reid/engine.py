@@ -27,6 +27,7 @@ from mot_reid.errors import UserError
 ENGINES = ("local", "ray")
 INTERRUPTED = "interrupted"  # a job result equal to this means the job itself was stopped by a signal
 _state = None
+_busy = False  # a pool worker is inside a job
 
 
 def default_workers(n_items: int) -> int:
@@ -92,6 +93,7 @@ def _local(setup, setup_args, job, items, workers: int):
     try:
         yield from _checked(pool.imap_unordered(_pool_job, [(job, i, item) for i, item in enumerate(items)]))
         pool.close()
+        pool.join()  # let the workers exit on their own; terminate below is for an early exit
     finally:
         # On Ctrl-C/SIGTERM (or an engine error) stop the workers now; jobs they had begun leave no
         # output behind, as every output is written atomically.
@@ -112,14 +114,21 @@ def _pool_init(setup, setup_args, threads: int) -> None:
 
 
 def _exit_quietly(signum, frame):
-    raise SystemExit(130)
+    if _busy:
+        raise SystemExit(130)  # unwinds the job: an atomic write under way removes its temp file
+    os._exit(130)  # idle or already exiting: nothing to clean up, and no exception in atexit callbacks
 
 
 def _pool_job(task):
     job, i, item = task
+    global _busy
     if isinstance(_state, _SetupFailed):
         return i, _state
-    result = job(_state, item)
+    _busy = True
+    try:
+        result = job(_state, item)
+    finally:
+        _busy = False
     if result == INTERRUPTED or (isinstance(result, dict) and result.get("status") == INTERRUPTED):
         # SIGTERM from Pool.terminate reached a job that turns it into a clean stop; the pool is going
         # away, so leave now rather than wait for work that will never come.
