@@ -5,6 +5,7 @@ A crash or Ctrl-C mid-write leaves the previous file (or nothing), never half a 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -61,6 +62,13 @@ def check_writable(*targets: str | os.PathLike | None) -> None:
             raise UserError(f"cannot write {target}: {above} is a file, not a folder")
         if not os.access(above, os.W_OK | os.X_OK):
             raise UserError(f"cannot write {target}: {above} is not writable")
+
+
+def remove_leftovers(target: str | os.PathLike) -> None:
+    """Delete temp files of writes to `target` that never finished (the writer was killed, e.g. SIGKILL)."""
+    target = Path(target)
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

@@ -30,6 +30,11 @@ class Job:
     mot_txt: bool = False
     save_video: bool = False
 
+    def remove_leftovers(self) -> None:
+        """Temp files of this input's outputs left by a worker that was killed mid-write (Ray kills its actors)."""
+        for path in self.outputs().values():
+            atomic.remove_leftovers(path)
+
     def outputs(self) -> dict[str, str]:
         out = {"tracks": str(Path(self.out_dir) / "tracks.json")}
         if self.mot_txt:
@@ -106,10 +111,12 @@ def track_job(state, job: Job) -> dict:
 
     cfg, models, load_seconds = state
     outputs = job.outputs()
+    job.remove_leftovers()
     record = {"name": job.name, "source": job.source, "outputs": outputs, "model_load_seconds": load_seconds}
     try:
         result, _ = track(job.source, cfg, outputs["tracks"], job.tracker_pairs, mot_txt=outputs.get("mot_txt"),
-                          save_video=outputs.get("video"), show_progress=False, models=models)
+                          save_video=outputs.get("video"), show_progress=False, models=models,
+                          write_interrupted=False)
     except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded and the batch goes on
         return {**record, "status": "failed", "reason": _one_line(exc)}
     record |= {"frames": result.frames, "tracks": len(result.collector.tracks), "seconds": round(result.seconds, 3),

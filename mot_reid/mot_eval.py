@@ -2,6 +2,8 @@
 
 `track_detections` turns per-frame detections (and optional appearance features) into MOT result
 rows with the `trackers` package; `public_detection_results` feeds it a sequence's det/det.txt.
+`setup_worker` and `sequence_job` are the same per-sequence step for `mot_reid.engine.run_jobs`, so many
+sequences are tracked in parallel (local processes or Ray) exactly as one after the other.
 `score_results` scores result files from ANY producer with TrackEval (MotChallenge2DBox, HOTA,
 CLEAR, Identity): MOT15 rules for MOT15 sequences (no classes), MOT17 rules otherwise
 (tracker boxes matched to distractor gt are removed, only pedestrians count).
@@ -165,6 +167,31 @@ def pipeline_results(seq: Sequence, cfg: TrackerConfig, pipeline, public: bool) 
     source = open_source(str(seq.img_dir or seq.video or seq.path), fps=seq.frame_rate)
     result = pipeline.run(source, DeepSort(cfg, frame_rate=seq.frame_rate), max_frames=seq.num_frames,
                           show_progress=False)
+    if result.stopped_by == "interrupt":
+        raise KeyboardInterrupt  # the pipeline turned Ctrl-C/SIGTERM into a clean stop; eval ends (exit 130)
     if not result.complete:
         raise UserError(f"tracking {seq.name} stopped early ({result.stopped_by})")
     return np.asarray(result.collector.mot_rows(), dtype=np.float64).reshape(-1, 10)
+
+
+def setup_worker(cfg: TrackerConfig, pipeline_pairs: list[str] | None, public: bool) -> tuple:
+    """Per worker, once: the tracker config and, when the run reads frames, the `track` pipeline's models."""
+    pipeline = None
+    if pipeline_pairs is not None:
+        from mot_reid import config
+        from mot_reid.pipeline_config import PipelineConfig
+        from mot_reid.track_job import build_models
+
+        pipeline = build_models(config.load(PipelineConfig, None, pipeline_pairs)).pipeline
+    return cfg, pipeline, public
+
+
+def sequence_job(state: tuple, seq: Sequence) -> tuple[np.ndarray | None, str | None]:
+    """One sequence's result rows, or its one-line error (returned, so workers on any engine report it alike)."""
+    cfg, pipeline, public = state
+    try:
+        if pipeline is None:
+            return public_detection_results(seq, cfg), None
+        return pipeline_results(seq, cfg, pipeline, public=public), None
+    except UserError as exc:
+        return None, str(exc)

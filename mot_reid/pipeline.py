@@ -162,7 +162,7 @@ class Pipeline:
                     bar.set_postfix_str(f"{result.frames / max(time.perf_counter() - start, 1e-9):.1f} fps")
             except KeyboardInterrupt:
                 result.complete, result.stopped_by = False, "interrupt"
-                logger.warning("interrupted: writing the results of the %d frames tracked so far", result.frames)
+                logger.warning("interrupted after %d frames", result.frames)
             except SourceError as exc:
                 result.complete, result.stopped_by = False, "source-error"
                 logger.error("%s; stopping with the %d frames tracked so far", exc, result.frames)

@@ -52,8 +52,11 @@ def split_overrides(pairs: list[str] | None) -> tuple[list[str], list[str]]:
 
 def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, tracker_overrides: list[str] | None = None,
           mot_txt: str | Path | None = None, save_video: str | Path | None = None, show_progress: bool = True,
-          models: Models | None = None) -> tuple[RunResult, dict]:
-    """Track `source` and write the outputs; returns the run result and the tracks.json document."""
+          models: Models | None = None, write_interrupted: bool = True) -> tuple[RunResult, dict]:
+    """Track `source` and write the outputs; returns the run result and the tracks.json document.
+
+    An interrupted run (Ctrl-C, SIGTERM) writes what it tracked, marked incomplete; with `write_interrupted=False`
+    it writes nothing (`batch` redoes such an input on resume, so a partial file would only mislead)."""
     from trackers import DeepSort
 
     atomic.check_writable(out, mot_txt, save_video)  # before the work, not after it
@@ -69,12 +72,14 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
                 info.width, info.height, info.fps, models.detector_info["kind"], models.embedder_info["kind"],
                 models.pipeline.device)
     video = VideoWriter(save_video, info.fps, (info.width, info.height), cfg.trail) if save_video else None
+    keep = True
     try:
         result = models.pipeline.run(frames, tracker, max_frames=cfg.max_frames, video=video,
                                      show_progress=show_progress)
+        keep = write_interrupted or result.stopped_by != "interrupt"
     finally:
         if video is not None:
-            video.close(keep=True)
+            video.close(keep=keep)
     source_meta = {**info.to_dict(), "frames_read": result.frames, "frames_skipped": frames.skipped,
                    "dropped": frames.dropped}
     document = tracks_document(
@@ -83,6 +88,11 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
         tracker={"name": str(tracker_name), "config": config.to_dict(tracker_cfg)},
         complete=result.complete, summary=result.summary(),
     )
+    if not keep:
+        logger.warning("interrupted after %d frames: no outputs written for %s", result.frames, info.path)
+        return result, document
+    if result.stopped_by == "interrupt":
+        logger.warning("interrupted: writing the results of the %d frames tracked so far", result.frames)
     write_tracks_json(out, document)
     if mot_txt:
         write_mot_results(mot_txt, result.collector.mot_rows())

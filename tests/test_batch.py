@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -78,3 +82,54 @@ def test_ray_engine(clips, tmp_path):
         assert _tracks(out / "pets" / "tracks.json") == _tracks(tmp_path / "p.json")
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def longer_clips(clips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("longer")  # not in `clips`: the tests above batch that whole folder
+    paths = [root / f"clip{n}.mp4" for n in range(3)]
+    for path in paths:
+        _cut(DATA / "mot" / "PETS09-S2L1" / "PETS09-S2L1.avi", path, n=24)
+    return paths
+
+
+@pytest.mark.parametrize("engine, workers", [("local", "1"), ("local", "2"), ("ray", "2")])
+def test_sigterm_stops_like_ctrl_c_keeping_finished_inputs(longer_clips, tmp_path, engine, workers):
+    # SIGTERM (what a service manager or a cluster scheduler sends) once the first input is done.
+    if engine == "ray":
+        pytest.importorskip("ray")
+    out = tmp_path / "out"
+    cmd = ["batch", *map(str, longer_clips), "--out-dir", str(out), "--engine", engine, "--workers", workers,
+           "--mot-txt", "--save-video", *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "mot_reid.cli", *cmd], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while "done" not in _statuses_or_none(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    manifest = json.loads((out / "batch.json").read_text())
+    assert manifest["finished"] is False
+    status = {r["name"]: r["status"] for r in manifest["inputs"]}
+    done = {name for name, s in status.items() if s == "done"}
+    assert done and len(done) < 3 and set(status.values()) <= {"done", "pending"}
+    assert manifest["counts"] == {s: list(status.values()).count(s) for s in set(status.values())}
+    outputs = ["tracks.json", "tracks.mp4", "tracks.txt"]
+    for name in status:
+        files = sorted(p.name for p in (out / name).iterdir()) if (out / name).exists() else []
+        # Finished inputs have all their outputs. One a worker was stopped in has none, or (stopped while writing
+        # the outputs of a finished run) some of them whole; never a partial one or an atomic write's temp file.
+        assert files == outputs if name in done else set(files) <= set(outputs), (name, files)
+        if "tracks.json" in files:
+            doc = json.loads((out / name / "tracks.json").read_text())
+            assert doc["complete"] is True and doc["summary"]["frames"] == 24
+        if "tracks.mp4" in files:
+            assert cv2.VideoCapture(str(out / name / "tracks.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 24
+
+
+def _statuses_or_none(out: Path) -> set:
+    try:
+        return {s for s, _ in _statuses(out).values()}
+    except (OSError, ValueError):
+        return set()

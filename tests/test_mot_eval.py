@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from mot_factory import make_seq
@@ -115,3 +117,46 @@ def test_frame_free_sequence_refuses_what_needs_frames(tmp_path, shared_data, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err and "KITTI-13" in err and "no img1/ or video" in err
     assert not out.exists()
+
+
+ENGINE_SEQS = ("MOT15-noframes/ETH-Sunnyday", "MOT15-noframes/KITTI-13", "TUD-Campus")  # two frame-free, one with
+
+
+def _eval_outputs(shared_data, out, *extra) -> tuple[dict, dict]:
+    args = ["eval", *(str(shared_data / "mot" / s) for s in ENGINE_SEQS), "--reid", "none",
+            "--out-dir", str(out), "--json", str(out / "scores.json"), *extra]
+    assert main(args) == 0
+    files = {p.name: p.read_text() for p in sorted((out / "data").iterdir())}
+    return files, json.loads((out / "scores.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def serial_eval(shared_data, tmp_path_factory):
+    return _eval_outputs(shared_data, tmp_path_factory.mktemp("serial"), "--workers", "1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_parallel_eval_equals_serial_eval(tmp_path, shared_data, serial_eval, engine):
+    if engine == "ray":
+        ray = pytest.importorskip("ray")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        files, scores = _eval_outputs(shared_data, tmp_path / engine, "--engine", engine, "--workers", "2")
+    finally:
+        if engine == "ray":
+            ray.shutdown()
+    assert list(files) == ["ETH-Sunnyday.txt", "KITTI-13.txt", "TUD-Campus.txt"]
+    assert files == serial_eval[0] and all(files.values())
+    assert scores == serial_eval[1] and list(scores)[-1] == "COMBINED"
+
+
+@pytest.mark.slow
+def test_worker_that_cannot_load_its_model_is_one_line_exit_2(tmp_path, shared_data):
+    # A pool restarts a worker whose setup raised, forever; the run must end with the worker's reason instead.
+    seqs = [str(shared_data / "mot" / s) for s in ("TUD-Campus", "PETS09-S2L1")]
+    proc = subprocess.run([sys.executable, "-m", "mot_reid.cli", "eval", *seqs, "--reid", str(tmp_path / "no.pth"),
+                           "--workers", "2", "--out-dir", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("mot-reid eval: error: ReID")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o" / "eval.json").exists()

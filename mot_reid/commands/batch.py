@@ -5,35 +5,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mot_reid.commands import add_set_argument
+from mot_reid.commands import add_engine_arguments, add_set_argument, engine_options
 
 HELP = "Track many videos/sequences (one folder each, manifest batch.json), resumable, local or Ray workers."
 
 
 def add_arguments(parser) -> None:
-    from mot_reid.commands.track import add_arguments as track_arguments
+    from mot_reid.commands.track import add_pipeline_options
 
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="video files, folders of videos or MOT sequences, a sequence folder, "
                              "a .txt file of paths/URLs (one a line), or a glob ('clips/*.mp4')")
     parser.add_argument("--out-dir", type=Path, required=True, help="DIR/<name>/tracks.json per input, DIR/batch.json")
-    # The `track` options, minus the ones that name one input's outputs.
-    scratch = type(parser)(add_help=False)
-    track_arguments(scratch)
-    for action in scratch._actions:
-        if action.dest in ("source", "out", "mot_txt", "save_video", "no_progress", "overrides"):
-            continue
-        parser._add_action(action)
+    add_pipeline_options(parser)
     parser.add_argument("--mot-txt", action="store_true", help="also write DIR/<name>/tracks.txt (MOT rows)")
     parser.add_argument("--save-video", action="store_true", help="also write DIR/<name>/tracks.mp4")
     add_set_argument(parser, "detector.batch=16 tracker.max_age=50")
     parser.add_argument("--force", action="store_true", help="redo inputs whose outputs are already complete")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local worker processes (default) or Ray actors on a cluster")
-    parser.add_argument("--workers", type=int, help="worker count [GPUs, else cores/2, at most the inputs]")
-    parser.add_argument("--gpus-per-worker", type=float, default=0, help="--engine ray: GPUs per actor [0: CPU]")
-    parser.add_argument("--address", help="--engine ray: auto | ray://HOST:10001 [start a local Ray]")
-    parser.add_argument("--max-retries", type=int, default=1, help="--engine ray: retries of a lost worker's input")
+    add_engine_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -42,7 +31,7 @@ def run(args) -> int:
     from mot_reid.batch import Job, Manifest, expand_sources, input_names, is_complete, setup_worker, track_job
     from mot_reid.commands.track import overrides_from_args
     from mot_reid.device import resolve_device
-    from mot_reid.engine import INTERRUPTED, default_workers, run_jobs
+    from mot_reid.engine import INTERRUPTED, run_jobs
     from mot_reid.errors import UserError
     from mot_reid.log import logger, progress
     from mot_reid.pipeline_config import PipelineConfig
@@ -51,9 +40,6 @@ def run(args) -> int:
     from mot_reid.track_job import split_overrides
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
-    if args.workers is not None and args.workers < 1:
-        raise UserError("--workers must be at least 1")
-    args.max_frames = getattr(args, "max_frames", None)
     pipeline_pairs, tracker_pairs = split_overrides(overrides_from_args(args))
     path = config.resolve_config_path(args.config, "pipeline") if args.config else None
     cfg = config.load(PipelineConfig, path, pipeline_pairs)
@@ -66,23 +52,21 @@ def run(args) -> int:
     jobs = [Job(name, src, str(args.out_dir / name), tracker_pairs, args.mot_txt, args.save_video)
             for name, src in zip(input_names(sources), sources, strict=True)]
     todo = [j for j in jobs if args.force or not is_complete(j)]
-    workers = args.workers or default_workers(len(todo))
+    engine = engine_options(args, len(todo))
     header = {"config": config.to_dict(cfg), "tracker_overrides": tracker_pairs, "versions": versions(),
-              "engine": args.engine, "workers": workers}
+              "engine": args.engine, "workers": engine["workers"]}
     manifest = Manifest(args.out_dir, jobs, header)
     for j in jobs:
         if j not in todo:
             manifest.records[j.name] |= {"status": "skipped", "reason": "complete outputs from an earlier run"}
     manifest.write()
     logger.info("%d inputs: %d to track, %d already done; %s engine, %d workers", len(jobs), len(todo),
-                len(jobs) - len(todo), args.engine, workers)
+                len(jobs) - len(todo), args.engine, engine["workers"])
     bar = progress(total=len(todo), desc="batch", unit="input", disable=True if args.no_progress else None)
     interrupted = False
     try:
         with sigterm_as_interrupt():
-            for _, record in run_jobs(setup_worker, (cfg,), track_job, todo, engine=args.engine, workers=workers,
-                                      gpus_per_worker=args.gpus_per_worker, address=args.address,
-                                      max_retries=args.max_retries):
+            for _, record in run_jobs(setup_worker, (cfg,), track_job, todo, **engine):
                 if record["status"] == INTERRUPTED:
                     raise KeyboardInterrupt
                 manifest.update(record)
@@ -91,6 +75,9 @@ def run(args) -> int:
                 bar.update(1)
     except KeyboardInterrupt:
         interrupted = True
+        for j in todo:
+            if manifest.records[j.name]["status"] == "pending":
+                j.remove_leftovers()
     finally:
         bar.close()
     manifest.write(finished=not interrupted)

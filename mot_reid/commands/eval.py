@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mot_reid.commands import add_backend_argument, add_set_argument
+from mot_reid.commands import add_backend_argument, add_engine_arguments, add_set_argument, engine_options
 
 HELP = "Run the tracker over MOT Challenge sequences and score it with TrackEval (HOTA, IDF1, MOTA)."
 
@@ -30,13 +30,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the scores to this JSON file")
     parser.add_argument("--out-dir", type=Path, metavar="DIR",
                         help="where result files and the resolved config go (default runs/eval-<timestamp>)")
+    add_engine_arguments(parser)
 
 
 def run(args) -> int:
     from mot_reid import atomic, config
+    from mot_reid.engine import run_jobs
+    from mot_reid.errors import UserError
     from mot_reid.log import logger, progress
     from mot_reid.mot_data import check_gt, find_sequences, require_frames, write_mot_results
-    from mot_reid.mot_eval import format_table, pipeline_results, public_detection_results, score_results
+    from mot_reid.mot_eval import format_table, score_results, sequence_job, setup_worker
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
@@ -49,20 +52,21 @@ def run(args) -> int:
              if asked]
     if needs:
         require_frames(sequences, " and ".join(needs))
+    engine = engine_options(args, len(sequences))
     out_dir = args.out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     data_dir = out_dir / "data"
     # Unscorable ground truth and unwritable outputs are refused before any tracking or any file is written.
     for seq in sequences:
         check_gt(seq)
     atomic.check_writable(out_dir / "eval.json", args.json)
-    pipeline = _pipeline(args) if needs else None
     result_files = {}
-    for seq in progress(sequences, desc="tracking", unit="seq"):
-        if pipeline is None:
-            rows = public_detection_results(seq, cfg)
-        else:
-            rows = pipeline_results(seq, cfg, pipeline, public=args.detections == "public")
-        result_files[seq.name] = write_mot_results(data_dir / f"{seq.name}.txt", rows)
+    setup_args = (cfg, _pipeline_pairs(args) if needs else None, args.detections == "public")
+    with progress(total=len(sequences), desc="tracking", unit="seq") as bar:
+        for i, (rows, error) in run_jobs(setup_worker, setup_args, sequence_job, sequences, **engine):
+            if error is not None:
+                raise UserError(error)
+            result_files[sequences[i].name] = write_mot_results(data_dir / f"{sequences[i].name}.txt", rows)
+            bar.update(1)
     config.save(cfg, out_dir / "tracker.yaml")
     scores = score_results(sequences, result_files)
     print(format_table(scores))
@@ -77,13 +81,13 @@ def run(args) -> int:
     return 0
 
 
-def _pipeline(args):
-    """The `mot-reid track` detector + embedder, built once and reused for every sequence."""
+def _pipeline_pairs(args) -> list[str]:
+    """The `mot-reid track` pipeline config for the detector + embedder each worker builds once."""
     from mot_reid import config
     from mot_reid.pipeline_config import PipelineConfig
-    from mot_reid.track_job import build_models
 
     pairs = [f"detector.weights={args.detector if args.detections == 'yolo' else 'hog'}",
              f"embedder.weights={args.reid}", f"device={args.device}", f"backend={args.backend or 'auto'}"]
     pairs += [f"detector.{k}={v}" for k, v in (("conf", args.conf), ("imgsz", args.imgsz)) if v is not None]
-    return build_models(config.load(PipelineConfig, None, pairs)).pipeline
+    config.load(PipelineConfig, None, pairs)  # a bad value is one error here, before any worker starts
+    return pairs

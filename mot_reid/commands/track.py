@@ -11,6 +11,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("source", help="video file, MOT sequence or img1/ folder, image glob ('frames/*.jpg'), "
                                        "camera index (0) or stream URL (rtsp://, http://)")
     parser.add_argument("--out", required=True, help="tracks.json to write")
+    add_pipeline_options(parser)
+    parser.add_argument("--mot-txt", help="also write MOT Challenge rows (frame,id,x,y,w,h,conf,-1,-1,-1)")
+    parser.add_argument("--save-video", help="also write an MP4 with boxes, ids and trails")
+    add_set_argument(parser, "detector.batch=16 tracker.max_age=50")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def add_pipeline_options(parser) -> None:
+    """The options that configure the pipeline itself (models, tracker, device, frames), shared by `track` and
+    `batch`; `overrides_from_args` turns them into config pairs. A new pipeline option goes here, once."""
     parser.add_argument("--config", help="pipeline YAML (default: configs/pipeline/default.yaml)")
     parser.add_argument("--detector", help="auto | hog | YOLO weights (.pt, or an Ultralytics export: .onnx, "
                                          "NAME_openvino_model/, .engine) [auto]")
@@ -24,11 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--classes", type=int, nargs="+", help="COCO class ids to track [0 = person]")
     parser.add_argument("--conf", type=float, help="minimum detector confidence [0.25]")
     parser.add_argument("--imgsz", type=int, help="detector input size [640]")
-    parser.add_argument("--mot-txt", help="also write MOT Challenge rows (frame,id,x,y,w,h,conf,-1,-1,-1)")
-    parser.add_argument("--save-video", help="also write an MP4 with boxes, ids and trails")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    add_set_argument(parser, "detector.batch=16 tracker.max_age=50")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 FLAG_OF_KEY = {"detector.conf": "--conf", "detector.imgsz": "--imgsz", "max_frames": "--max-frames",
