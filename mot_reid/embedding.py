@@ -217,7 +217,7 @@ def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_onl
 
     `auto`, in order: the configured checkpoint, the shipped fine-tuned BoT model, torchvision's
     ImageNet ResNet50 (cached or downloadable), motion only. The shipped person-ReID model comes before
-    the ImageNet classifier: README "Your own weights" gives the numbers behind that order."""
+    the ImageNet classifier: the README (`--reid`, under "Track people") says why."""
     if spec == "none":
         return None
     if spec != "auto":
