@@ -12,8 +12,9 @@ BatchNorms are folded into the convolutions; the frames are converted to float N
 `--reid` choices: a mot-reid training checkpoint, a torchreid-format OSNet file, a `mot-reid export`
 file (.onnx / OpenVINO .xml, run by `mot_reid.runtime`; `--backend` may also export a torch file), `none`
 (motion only), or `auto`: the configured checkpoint (`embedder.auto_checkpoint` or the environment
-variable `MOT_REID_CHECKPOINT`), else torchvision's ImageNet ResNet50 pooled features (cached, or
-downloaded when the network answers), else motion only with one warning line.
+variable `MOT_REID_CHECKPOINT`), else the fine-tuned BoT model shipped in assets/, else torchvision's
+ImageNet ResNet50 pooled features (cached, or downloaded when the network answers), else motion only
+with one warning line.
 """
 
 from __future__ import annotations
@@ -103,32 +104,38 @@ def _prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device).eval().to(memory_format=torch.channels_last)
 
 
-def osnet_embedder(state: dict, device, path: str = "") -> Embedder:
+def osnet_embedder(state: dict, device, path: str = "", feature: str = "before") -> Embedder:
+    if feature != "before":
+        raise UserError(f"embedder.feature={feature} needs a mot-reid checkpoint with a BNNeck; {path} is a "
+                        "torchreid OSNet file with a single feature")
     model, variant = osnet_from_state_dict(state)
     model = _prepare(fuse_batchnorm(model.eval()), torch.device(device))
     return Embedder(model, (256, 128), device, info={"kind": "osnet", "variant": variant, "weights": path,
                                                     "feature": "fc embedding (512-D)"})
 
 
-class PreBN(torch.nn.Module):
-    """A ReIDModel's pre-BN pooled feature as a module of its own (what the tracker uses, and what exports)."""
+class CheckpointFeature(torch.nn.Module):
+    """A ReIDModel's tracking feature as a module of its own (what the tracker uses, and what exports):
+    pre-BN (centred by the BNNeck's running mean, see `ReIDModel.extract`) or post-BN."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, feature: str = "before"):
         super().__init__()
-        self.model = model
+        self.model, self.feature = model, feature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)[0]
+        return self.model.extract(x, feat=self.feature)
 
 
-def checkpoint_embedder(ckpt: dict, device, path: str = "") -> Embedder:
-    """A `mot-reid train` checkpoint: pre-BN pooled features, the recipe's input size and normalisation."""
+def checkpoint_embedder(ckpt: dict, device, path: str = "", feature: str = "before") -> Embedder:
+    """A `mot-reid train` checkpoint: pre-BN features (or post-BN with `feature="after"`), the recipe's
+    input size and normalisation."""
     from mot_reid.reid.model import model_from_checkpoint
 
     model, recipe = model_from_checkpoint(ckpt, path, device)
-    model = _prepare(PreBN(model), torch.device(device))
+    model = _prepare(CheckpointFeature(model, feature), torch.device(device))
+    label = {"before": "before (pre-BN)", "after": "after (post-BN)"}[feature]
     return Embedder(model, recipe.input.size, device, recipe.input.mean,
-                    recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": "before (pre-BN)",
+                    recipe.input.std, info={"kind": "mot-reid", "weights": str(path), "feature": label,
                                             "backbone": getattr(recipe.model, "backbone", None)})
 
 
@@ -150,7 +157,7 @@ def _torchvision_cached(arch: str = "resnet50") -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
 
 
-def load_path(path: str, device) -> Embedder:
+def load_path(path: str, device, feature: str = "before") -> Embedder:
     if not Path(path).is_file():
         raise UserError(f"ReID weights not found: {path}")
     try:
@@ -161,19 +168,23 @@ def load_path(path: str, device) -> Embedder:
                         "as YOLO weights); --reid accepts a `mot-reid train` checkpoint (.pt) or a torchreid OSNet "
                         "state dict (.pth)") from None
     if isinstance(state, dict) and is_osnet_state_dict(state):
-        return osnet_embedder(state, device, str(path))
-    return checkpoint_embedder(state, device, str(path))
+        return osnet_embedder(state, device, str(path), feature)
+    return checkpoint_embedder(state, device, str(path), feature)
 
 
-def load_with_backend(path: str, device, backend: str = "auto") -> Embedder:
+def load_with_backend(path: str, device, backend: str = "auto", feature: str = "before") -> Embedder:
     """A ReID file on `backend`: exported files run on their runtime; a torch file with an exported backend
     is exported once into the cache (`mot_reid.export.cached_reid_export`) and run from there."""
     from mot_reid import runtime
 
     if runtime.file_format(path) != "torch":
+        if feature != "before":
+            raise UserError(f"embedder.feature={feature}: an exported file holds the pre-BN feature only ({path})")
         return runtime.exported_embedder(path, backend, torch.device(device))
     if backend in ("auto", "torch"):
-        return load_path(path, device)
+        return load_path(path, device, feature)
+    if feature != "before":
+        raise UserError(f"embedder.feature={feature} runs on --backend torch only (exports hold the pre-BN feature)")
     if not Path(path).is_file():
         raise UserError(f"ReID weights not found: {path}")
     from mot_reid.export import cached_reid_export
@@ -181,18 +192,45 @@ def load_with_backend(path: str, device, backend: str = "auto") -> Embedder:
     return runtime.exported_embedder(cached_reid_export(path, backend), backend, torch.device(device))
 
 
+# The offline default: a BoT OSNet x0.25 fine-tuned by `mot-reid train` on MOT17-mini + TUD-Campus
+# crops (assets/reid_osnet_x0_25_botft.md says how, and what it scores on PETS09-S2L1, which it never saw).
+SHIPPED_REID = "reid_osnet_x0_25_botft.pt"
+
+
+def shipped_checkpoint() -> Path | None:
+    """The checkpoint in assets/ (a checkout or editable install) or package data `mot_reid.assets` (a wheel)."""
+    from importlib import resources
+
+    source_tree = Path(__file__).resolve().parents[1] / "assets" / SHIPPED_REID
+    if source_tree.is_file():
+        return source_tree
+    try:
+        packaged = Path(str(resources.files("mot_reid.assets"))) / SHIPPED_REID
+    except ModuleNotFoundError:
+        return None
+    return packaged if packaged.is_file() else None
+
+
 def build_embedder(spec: str, device, auto_checkpoint: str | None = None, is_online=None,
-                   backend: str = "auto") -> Embedder | None:
-    """Resolve `--reid`; None means motion-only tracking."""
+                   backend: str = "auto", feature: str = "before") -> Embedder | None:
+    """Resolve `--reid`; None means motion-only tracking.
+
+    `auto`, in order: the configured checkpoint, the shipped fine-tuned BoT model, torchvision's
+    ImageNet ResNet50 (cached or downloadable), motion only. The shipped person-ReID model comes before
+    the ImageNet classifier: the README (`--reid`, under "Track people") says why."""
     if spec == "none":
         return None
     if spec != "auto":
-        return load_with_backend(spec, device, backend)
+        return load_with_backend(spec, device, backend, feature)
     configured = auto_checkpoint or os.environ.get("MOT_REID_CHECKPOINT")
     if configured:
         if not Path(configured).is_file():
             raise UserError(f"configured ReID checkpoint not found: {configured}")
-        return load_with_backend(configured, device, backend)
+        return load_with_backend(configured, device, backend, feature)
+    shipped = shipped_checkpoint()
+    if shipped is not None:
+        logger.info("reid: no checkpoint configured; using the shipped fine-tuned model %s", shipped.name)
+        return load_with_backend(str(shipped), device, backend, feature)
     if backend not in ("auto", "torch"):
         logger.warning("reid: --backend %s applies to ReID weights files; torchvision's ResNet50 runs on torch",
                        backend)

@@ -39,9 +39,13 @@ class EmbedderConfig:
     weights: str = "auto"  # auto | none | a mot-reid checkpoint | a torchreid OSNet file
     auto_checkpoint: str | None = None  # the project checkpoint `auto` prefers (else $MOT_REID_CHECKPOINT)
     max_crops: int = 256  # crops per ReID forward pass; bounds memory on crowded frames
+    # mot-reid checkpoints: `before` the BNNeck (the triplet/center-loss space, what BoT recommends for
+    # matching) or `after` it (the ID-classification space); torchreid OSNet files have one feature only.
+    feature: str = "before"
 
     def __post_init__(self):
-        check_ranges(self, {"max_crops": (lambda v: v >= 1, ">= 1")})
+        check_ranges(self, {"max_crops": (lambda v: v >= 1, ">= 1"),
+                            "feature": (lambda v: v in ("before", "after"), "before or after")})
 
 
 @dataclass

@@ -35,7 +35,7 @@ def build_models(cfg: PipelineConfig) -> Models:
     if isinstance(detector, HogDetector):
         detector.upscale = d.hog_upscale
     embedder = build_embedder(cfg.embedder.weights, device, auto_checkpoint=cfg.embedder.auto_checkpoint,
-                              backend=cfg.backend)
+                               backend=cfg.backend, feature=cfg.embedder.feature)
     if embedder is not None:
         embedder.max_crops = cfg.embedder.max_crops
     embedder_info = embedder.info if embedder is not None else {"kind": "none", "requested": cfg.embedder.weights}

@@ -74,17 +74,6 @@ def test_reid_choices(tmp_path, monkeypatch):
         build_embedder("auto", "cpu")
 
 
-def test_auto_without_checkpoint_offline_is_motion_only(monkeypatch, caplog):
-    from mot_reid.detection import online
-    from mot_reid.embedding import _torchvision_cached
-
-    monkeypatch.delenv("MOT_REID_CHECKPOINT", raising=False)
-    if _torchvision_cached() or online(host="download.pytorch.org"):
-        pytest.skip("ImageNet ResNet50 is available here; auto would use it")
-    assert build_embedder("auto", "cpu") is None
-    assert any("motion only" in r.getMessage() for r in caplog.records)
-
-
 def test_osnet_file_via_auto_checkpoint(shared_data):
     emb = build_embedder("auto", "cpu", auto_checkpoint=str(shared_data / "weights/osnet_x0_25_msmt17.pth"))
     assert emb.info["kind"] == "osnet"
@@ -123,19 +112,11 @@ def test_fast_osnet_embedder_matches_the_plain_model(frames, shared_data):
     np.testing.assert_allclose(np.concatenate(ours), ref, atol=1e-4)
 
 
-def test_mot_reid_checkpoint_gives_pre_bn_features_at_the_recipe_input_size(frames, tmp_path):
+def test_mot_reid_checkpoint_gives_pre_bn_features_at_the_recipe_input_size(frames, tmp_path, resnet18_checkpoint):
     """A `mot-reid train` model file: the embedder uses its recipe's input size and the pre-BN feature."""
-    from mot_reid import config
     from mot_reid.embedding import load_path
-    from mot_reid.reid.model import CHECKPOINT_FORMAT, build_model
-    from mot_reid.reid.recipe import ReIDRecipe
 
-    recipe = config.load(ReIDRecipe, config.configs_dir() / "reid" / "cpu_resnet18.yaml",
-                         ["model.pretrained=none", "input.size=[128,64]"])
-    torch.manual_seed(0)
-    model = build_model(recipe.model, 5).eval()
-    torch.save({"format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": 5,
-                "model": model.state_dict(), "epoch": 1}, tmp_path / "model.pt")
+    _, model = resnet18_checkpoint
     emb = load_path(str(tmp_path / "model.pt"), "cpu")
     assert emb.info["kind"] == "mot-reid" and emb.info["feature"].startswith("before")
     ours = emb(torch.from_numpy(frames[:1]), BOXES[:1])[0]

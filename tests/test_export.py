@@ -95,18 +95,9 @@ def test_metadata_round_trips_and_batchnorm_is_folded(exports, osnet):
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
-def test_mot_reid_checkpoint_exports_its_pre_bn_feature(pets, tmp_path):
+def test_mot_reid_checkpoint_exports_its_pre_bn_feature(pets, tmp_path, resnet18_checkpoint):
     """A `mot-reid train` file (ResNet18 with BatchNorms in the backbone): the pre-BN feature, BN folded."""
-    from mot_reid import config
-    from mot_reid.reid.model import CHECKPOINT_FORMAT, build_model
-    from mot_reid.reid.recipe import ReIDRecipe
-
-    recipe = config.load(ReIDRecipe, config.configs_dir() / "reid" / "cpu_resnet18.yaml",
-                         ["model.pretrained=none", "input.size=[128,64]"])
-    torch.manual_seed(0)
-    model = build_model(recipe.model, 5).eval()
-    torch.save({"format": CHECKPOINT_FORMAT, "recipe": config.to_dict(recipe), "num_classes": 5,
-                "model": model.state_dict(), "epoch": 1}, tmp_path / "model.pt")
+    _, model = resnet18_checkpoint
     assert main(["export", "--reid", str(tmp_path / "model.pt"), "--format", "onnx",
                  "--out", str(tmp_path / "model.onnx")]) == 0
     frames, boxes = pets

@@ -144,6 +144,23 @@ def test_osnet_backbone_loads_the_torchreid_zoo_file():
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
+def test_osnet_embedding_layer_starts_from_exactly_the_zoo_feature(caplog):
+    """`model.embedding_layer`: the zoo model's fc embedding stays under the BNNeck and loads with the file."""
+    from mot_reid.reid.osnet import load_osnet
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" / "osnet_x0_25_msmt17.pth"
+    with caplog.at_level("INFO"):
+        trunk, channels = build_backbone("osnet_x0_25", 1, str(path), embedding_layer=True)
+    zoo, _ = load_osnet(path)
+    assert channels == 512 and "0 missing" in caplog.text
+    x = torch.randn(2, 3, 256, 128)
+    with torch.no_grad():
+        assert torch.allclose(trunk.eval()(x).flatten(1), zoo.eval()(x), atol=1e-6)
+    with pytest.raises(UserError, match="embedding_layer is for OSNet"):
+        build_backbone("resnet18", 1, "none", embedding_layer=True)
+
+
 def test_pretrained_path_missing_or_garbage(tmp_path):
     with pytest.raises(UserError, match="not found"):
         build_backbone("resnet18", 1, str(tmp_path / "nope.pth"))

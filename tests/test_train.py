@@ -202,3 +202,34 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(data_root, tmp_
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
     state = torch.load(tmp_path / "compiled" / "model.pt", weights_only=True)["model"]
     assert state.keys() == torch.load(tmp_path / "eager" / "model.pt", weights_only=True)["model"].keys()
+
+
+@pytest.mark.slow
+def test_osnet_fine_tune_on_real_crops_resumes_exactly(shared_data, tmp_path):
+    """The fine-tune recipe's backbone (OSNet x0.25 from the torchreid MSMT17 file) with the BoT head,
+    on crops cut from a real sequence: killed mid-run and resumed, it ends with the same weights."""
+    from mot_reid.reid.mot2reid import Mot2ReidConfig, mot2reid
+
+    mot2reid([shared_data / "mot" / "TUD-Campus"], tmp_path / "m2r", Mot2ReidConfig(test_fraction=0.0, frame_step=6))
+    sets = [f"model.pretrained={shared_data / 'weights' / 'osnet_x0_25_msmt17.pth'}", "input.size=[64,32]",
+            "input.padding=3", "data.ids_per_batch=4", "data.images_per_id=2", "solver.epochs=2",
+            "solver.warmup_epochs=1", "solver.milestones=[1]", "solver.checkpoint_every=1", "runtime.device=cpu"]
+    finetune = config.configs_dir() / "reid" / "finetune_osnet.yaml"
+    full = train(config.load(ReIDRecipe, finetune, sets), tmp_path / "m2r", tmp_path / "full")
+
+    def kill_in_second_epoch(epoch, step):
+        if epoch == 1 and step == 1:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train(config.load(ReIDRecipe, finetune, sets), tmp_path / "m2r", tmp_path / "killed",
+              on_step=kill_in_second_epoch)
+    resumed = train(config.load(ReIDRecipe, finetune, sets), tmp_path / "m2r", tmp_path / "killed", resume=True)
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
+    assert a["recipe"]["model"]["backbone"] == "osnet_x0_25"
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [e["loss"] for e in resumed["epochs"]] == [e["loss"] for e in full["epochs"]]
+    model, _ = load_checkpoint_model(tmp_path / "full" / "model.pt")
+    assert model.extract(torch.randn(2, 3, 64, 32)).shape == (2, 128)  # x0.25's conv5 width, pre-BN

@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
                    help="seconds (at least) between a query and its true matches; shorter sequences give no "
                         "queries, only gallery distractors (default 0.5)")
     m.add_argument("--test-fraction", type=float, default=0.5,
-                   help="share of each sequence's identities held out for query/gallery (default 0.5)")
+                   help="share of each sequence's identities held out for query/gallery (default 0.5; "
+                        "0: all train, 1: all query/gallery, a held-out test set)")
     m.add_argument("--min-visibility", type=float, default=0.5,
                    help="minimum MOT17 visibility, and minimum share of the box inside the image (default 0.5)")
     m.add_argument("--min-height", type=int, default=50, help="minimum crop height in pixels (default 50)")

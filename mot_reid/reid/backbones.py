@@ -82,16 +82,20 @@ class Trunk(nn.Module):
 
 
 class OSNetTrunk(nn.Module):
-    """OSNet up to its conv5 map; module names equal torchreid's keys, so zoo files load by name."""
+    """OSNet up to its conv5 map, or with `embedding_layer` up to its fc embedding (returned as a 1x1 map,
+    so the BoT head's pooling leaves it as it is). Module names equal torchreid's keys: zoo files load by name."""
 
-    def __init__(self, net: OSNet):
+    def __init__(self, net: OSNet, embedding_layer: bool = False):
         super().__init__()
         self.conv1, self.maxpool = net.conv1, net.maxpool
         self.conv2, self.conv3, self.conv4, self.conv5 = net.conv2, net.conv3, net.conv4, net.conv5
+        self.fc = net.fc if embedding_layer else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.conv1(x))
-        return self.conv5(self.conv4(self.conv3(self.conv2(x))))
+        x = self.conv5(self.conv4(self.conv3(self.conv2(self.maxpool(self.conv1(x))))))
+        if self.fc is None:
+            return x
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))[:, :, None, None]
 
 
 def set_last_stride(net: ResNet, stride: int) -> None:
@@ -105,7 +109,8 @@ def set_last_stride(net: ResNet, stride: int) -> None:
         block.downsample[0].stride = (stride, stride)
 
 
-def build_backbone(name: str, last_stride: int = 1, pretrained: str = "none") -> tuple[nn.Module, int]:
+def build_backbone(name: str, last_stride: int = 1, pretrained: str = "none",
+                   embedding_layer: bool = False) -> tuple[nn.Module, int]:
     """The trunk for `name` and its output channel count."""
     if name not in BACKBONES:
         raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
@@ -121,9 +126,12 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: str = "none") ->
             raise UserError(f"no ImageNet download for {name}; set model.pretrained to a torchreid OSNet file "
                             "(e.g. osnet_x0_25_msmt17.pth) or none")
         widths = WIDTHS[name.removeprefix("osnet_")]
-        trunk: nn.Module = OSNetTrunk(OSNet(widths))
-        channels = widths[-1]
+        net = OSNet(widths)
+        trunk: nn.Module = OSNetTrunk(net, embedding_layer)
+        channels = net.feature_dim if embedding_layer else widths[-1]
     else:
+        if embedding_layer:
+            raise UserError(f"model.embedding_layer is for OSNet backbones; {name} has none to keep")
         net = resnet50_ibn_a() if name == "resnet50_ibn_a" else getattr(torchvision.models, TORCHVISION[name][0])()
         set_last_stride(net, last_stride)
         trunk, channels = Trunk(net), net.fc.in_features
@@ -184,8 +192,8 @@ def read_state_dict(path: str | Path) -> dict:
 def load_into(trunk: nn.Module, state: dict, source: str) -> dict:
     """Load every tensor of `state` whose name and shape fit the trunk (the old head dropped) and log
     one line of counts; returns them. Nothing fitting, or a fitting name of another shape, is an error."""
-    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
     own = trunk.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(HEAD_PREFIXES)}
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if wrong:
         k = wrong[0]

@@ -112,8 +112,11 @@ def _market_style(root: Path, name: str) -> ReIDDataset:
         if not folder.is_dir():
             raise UserError(f"{name} dataset at {base} lacks the folder {split}/")
         splits[split] = read_pid_cam_folder(folder)
-        if not splits[split]:
-            raise UserError(f"{folder} holds no images named PID_cCAM_*.jpg")
+    # A training-only set (mot2reid --test-fraction 0) or a test-only one (--test-fraction 1) is fine;
+    # a query without a gallery, or nothing at all, is a broken copy.
+    empty = [split for split in MARKET_SPLITS if not splits[split]]
+    if len(empty) == 3 or (bool(splits["query"]) != bool(splits["bounding_box_test"])):
+        raise UserError(f"{base / empty[0]} holds no images named PID_cCAM_*.jpg")
     train, n = relabel(splits["bounding_box_train"])
     return ReIDDataset(name, str(base), train, splits["query"], splits["bounding_box_test"], n)
 

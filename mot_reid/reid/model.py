@@ -7,7 +7,8 @@ a normalised one. `neck: none` is the paper's plain baseline: a classifier with 
 feature.
 
 Eval mode: `model.extract(x, feat="before"|"after")` gives L2-normalised (N, D) float features:
-`before` is the pre-BN vector the tracker uses, `after` the post-BN one the paper evaluates with.
+`before` is the pre-BN vector the tracker uses (centred by the BNNeck's running mean, see `extract`),
+`after` the post-BN one the paper evaluates with.
 """
 
 from __future__ import annotations
@@ -66,13 +67,21 @@ class ReIDModel(nn.Module):
         if feat not in ("before", "after"):
             raise UserError(f"feat must be before or after, got {feat!r}")
         before, after = self.features(x)
+        if feat == "before" and self.bottleneck is not None:
+            # The BNNeck's running mean is the training crops' mean pre-BN feature. Subtracting it moves the
+            # origin only: Euclidean distances, the space the triplet loss shaped, are unchanged. Without it
+            # the pooled post-ReLU vectors are all non-negative and their cosine distances sit ~3x closer
+            # (held-out PETS09 crops: same-person median 0.07, different people 0.17, against 0.28 / 0.54
+            # for the zoo OSNet), so a tracker threshold such as max_cosine_distance stops separating people.
+            before = before - self.bottleneck.running_mean
         return F.normalize((before if feat == "before" else after).float(), dim=1)
 
 
 def build_model(model_cfg: ModelConfig, num_classes: int) -> ReIDModel:
     if num_classes < 1:
         raise UserError(f"a ReID model needs at least one training identity, got {num_classes}")
-    backbone, feat_dim = build_backbone(model_cfg.backbone, model_cfg.last_stride, model_cfg.pretrained)
+    backbone, feat_dim = build_backbone(model_cfg.backbone, model_cfg.last_stride, model_cfg.pretrained,
+                                        model_cfg.embedding_layer)
     return ReIDModel(backbone, feat_dim, num_classes, model_cfg.neck)
 
 

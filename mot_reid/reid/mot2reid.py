@@ -53,7 +53,7 @@ class Mot2ReidConfig:
     # no queries (its test identities stay in the gallery as distractors): otherwise a query would be
     # matched by a near-copy of itself from the next frame, which any random network does.
     query_gap: float = 0.5
-    test_fraction: float = 0.5  # share of each sequence's identities held out for query/gallery
+    test_fraction: float = 0.5  # share of each sequence's identities held out for query/gallery (0..1)
     min_visibility: float = 0.5  # MOT16/17/20 visibility column; also the share of the box inside the image
     min_height: int = 50  # pixels, after clipping to the image
     min_width: int = 16
@@ -206,8 +206,10 @@ def mot2reid(paths: list[str | Path], out: str | Path, cfg: Mot2ReidConfig | Non
     cfg = cfg or Mot2ReidConfig()
     if not 1 <= cfg.segments <= 9:
         raise UserError("--segments must be between 1 and 9 (one digit camera numbers)")
-    if not 0.0 < cfg.test_fraction < 1.0:
-        raise UserError("--test-fraction must be strictly between 0 and 1")
+    # 0: every identity trains (fine-tune on all your footage); 1: every identity is query/gallery (a
+    # held-out test set cut from sequences the model never trains on).
+    if not 0.0 <= cfg.test_fraction <= 1.0:
+        raise UserError(f"--test-fraction must be in [0, 1], got {cfg.test_fraction}")
     if cfg.frame_step < 1:
         raise UserError("--frame-step must be >= 1")
     out = Path(out)
@@ -225,7 +227,7 @@ def mot2reid(paths: list[str | Path], out: str | Path, cfg: Mot2ReidConfig | Non
         next_pid = assign(crops, seq.name, cfg, next_pid, seq.frame_rate or 30.0)
         all_crops[seq.name] = crops
     crops_flat = [c for crops in all_crops.values() for c in crops]
-    if not any(c.split == "query" for c in crops_flat):
+    if cfg.test_fraction > 0 and not any(c.split == "query" for c in crops_flat):
         raise UserError("no test identity appears in two time segments, so there would be no query; "
                         "use more/longer sequences or fewer --segments")
 

@@ -24,6 +24,9 @@ class ModelConfig:
     pretrained: str = "imagenet"
     # bnneck: BN between the pooled (pre-BN) feature and a bias-free classifier; none: the plain baseline.
     neck: Literal["bnneck", "none"] = "bnneck"
+    # OSNet only: keep the pretrained model's own embedding layer (fc 512 + BN + ReLU) between the pool
+    # and the BNNeck, so a fine-tune starts from exactly the feature the zoo model gives.
+    embedding_layer: bool = False
 
 
 @dataclass
