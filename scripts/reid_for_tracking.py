@@ -75,7 +75,8 @@ VARIANTS = {
 }
 ABLATION = [("finetune", "fine-tune recipe (all tricks)"), ("no_warmup", "- warmup"),
             ("no_erasing", "- random erasing"), ("no_smoothing", "- label smoothing"),
-            ("no_bnneck", "- BNNeck (pooled feature to the classifier)"), ("no_center", "- center loss")]
+            ("no_bnneck", "- BNNeck (pooled feature to the classifier; no running mean, so the tracker's feature is "
+                           "not centred)"), ("no_center", "- center loss")]
 METRICS = ("HOTA", "AssA", "IDF1", "IDSW")
 
 
