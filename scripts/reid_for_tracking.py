@@ -75,7 +75,8 @@ VARIANTS = {
 }
 ABLATION = [("finetune", "fine-tune recipe (all tricks)"), ("no_warmup", "- warmup"),
             ("no_erasing", "- random erasing"), ("no_smoothing", "- label smoothing"),
-            ("no_bnneck", "- BNNeck (pooled feature to the classifier)"), ("no_center", "- center loss")]
+            ("no_bnneck", "- BNNeck (pooled feature to the classifier; no running mean, so the tracker's feature is "
+                           "not centred)"), ("no_center", "- center loss")]
 METRICS = ("HOTA", "AssA", "IDF1", "IDSW")
 
 
@@ -262,7 +263,8 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
                 lines.append(f"| {LABELS[label]} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
     if ablation:
-        lines += ["Ablation from the fine-tune recipe, public detections (tracker pre-BN features unless noted):", "",
+        lines += ["Ablation from the fine-tune recipe, public detections (tracker pre-BN features unless noted; a cell "
+                  "without n is one seed, 0):", "",
                   "| recipe | HOTA | AssA | IDF1 | IDSW | ReID rank-1 | ReID mAP |", "|---|---|---|---|---|---|---|"]
         for name, label in [*ABLATION, ("finetune_after", "fine-tune recipe, post-BN features to the tracker")]:
             if name in ablation:
