@@ -272,8 +272,10 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
                 cells = [summarise([r[m] for r in results], m == "IDSW") for m in (*METRICS, "rank1", "mAP")]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append(f"Reproduce: `python scripts/reid_for_tracking.py --seeds {' '.join(map(str, args.seeds))}` "
-                 f"(runs cached under {work})")
+    command = " ".join(["python scripts/reid_for_tracking.py", *sys.argv[1:]])
+    lines.append(f"Reproduce: `{command}` (runs and scores cached under --work; a cached row is not re-run: "
+                 "`--only finetune` with seeds 0 1 2 trained the fine-tune recipe three times and every other "
+                 "variant once, seed 0)")
     return "\n".join(lines)
 
 
