@@ -177,14 +177,13 @@ def load_with_backend(path: str, device, backend: str = "auto", feature: str = "
     is exported once into the cache (`mot_reid.export.cached_reid_export`) and run from there."""
     from mot_reid import runtime
 
-    if runtime.file_format(path) != "torch":
-        if feature != "before":
-            raise UserError(f"embedder.feature={feature}: an exported file holds the pre-BN feature only ({path})")
+    exported = runtime.file_format(path) != "torch"
+    if feature != "before" and (exported or backend not in ("auto", "torch")):
+        raise UserError(f"embedder.feature={feature} runs on --backend torch only (exports hold the pre-BN feature)")
+    if exported:
         return runtime.exported_embedder(path, backend, torch.device(device))
     if backend in ("auto", "torch"):
         return load_path(path, device, feature)
-    if feature != "before":
-        raise UserError(f"embedder.feature={feature} runs on --backend torch only (exports hold the pre-BN feature)")
     if not Path(path).is_file():
         raise UserError(f"ReID weights not found: {path}")
     from mot_reid.export import cached_reid_export
