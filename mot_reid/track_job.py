@@ -64,7 +64,8 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
     # Refuse a bad tracker name or key before the slow model loading (auto is settled once models exist).
     load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_overrides)
     models = models or build_models(cfg)
-    tracker_name = resolve_tracker_name(cfg.tracker, with_appearance=models.pipeline.embedder is not None)
+    tracker_name = resolve_tracker_name(cfg.tracker, with_appearance=models.pipeline.embedder is not None,
+                                        detector_kind=models.detector_info["kind"])
     tracker_cfg = load_tracker_config(tracker_name, tracker_overrides)
     info = frames.info
     tracker = DeepSort(tracker_cfg, frame_rate=info.fps)

@@ -1,11 +1,15 @@
-"""Motion-only trackers side by side on the same public detections; writes BENCHMARKS.md#peers_motion.
+"""Motion-only trackers side by side on the same detections; writes BENCHMARKS.md#peers_motion (public det.txt)
+or, with --detections, #peers_motion_yolo.
 
     python scripts/peers_motion.py SEQ_OR_ROOT... [--boxmot-python /tmp/boxmot/bin/python] [--no-write]
+        [--detections DIR]
 
-Every tracker is fed the same det/det.txt boxes and scores per frame (a black image of the
+Every tracker is fed the same boxes and scores per frame (each sequence's det/det.txt, or DIR/<SEQ>.txt as
+`scripts/tune_tracker.py detect` writes YOLO's) (a black image of the
 sequence's size where a tracker wants a frame) and its output is scored by the same TrackEval path
 as `mot-reid eval` (`mot_reid.mot_eval.score_results`). Rows: mot-reid `deepsort` (the reference),
-mot-reid `motion` (what `--tracker auto` picks without ReID), Ultralytics BYTETracker and BOTSORT
+mot-reid `motion` (what `--tracker auto` picks without ReID on det.txt boxes) and, with --detections,
+`motion_yolo` (what it picks on boxes of mot-reid's YOLO detector), Ultralytics BYTETracker and BOTSORT
 (its shipped YAMLs, camera-motion compensation off: there are no frames to estimate it on; this
 Ultralytics takes no frame rate), and
 BoxMOT 25 ByteTrack and OC-SORT (their shipped defaults, frame rate set per sequence).
@@ -109,6 +113,8 @@ def main(argv=None) -> int:
     parser.add_argument("paths", nargs="*")
     parser.add_argument("--boxmot-python", default=sys.executable, help="an interpreter with boxmot==25.* installed")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    parser.add_argument("--detections", metavar="DIR",
+                        help="DIR/<SEQ>.txt (e.g. YOLO boxes) instead of each det/det.txt")
     parser.add_argument("--boxmot-worker", nargs=3, metavar=("NAME", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.boxmot_worker:
@@ -128,10 +134,12 @@ def main(argv=None) -> int:
     from scripts.bench_report import update_section
 
     seqs = find_sequences(args.paths)
-    dets = {s.name: read_detections(s.det_path, s.num_frames, s.seq_length) for s in seqs}
+    files = {s.name: Path(args.detections) / f"{s.name}.txt" if args.detections else s.det_path for s in seqs}
+    dets = {s.name: read_detections(files[s.name], s.num_frames, s.seq_length) for s in seqs}
+    ours = ["deepsort", "motion"] + (["motion_yolo"] if args.detections else [])
     producers = {
-        "mot-reid deepsort (reference)": lambda s: track_detections(s, load_tracker_config("deepsort"), dets[s.name]),
-        "mot-reid motion": lambda s: track_detections(s, load_tracker_config("motion"), dets[s.name]),
+        **{f"mot-reid {name}" + (" (reference)" if name == "deepsort" else ""):
+           (lambda s, n=name: track_detections(s, load_tracker_config(n), dets[s.name])) for name in ours},
         "Ultralytics BYTETracker": lambda s: run_ultralytics("bytetrack", s, dets[s.name]),
         "Ultralytics BOTSORT": lambda s: run_ultralytics("botsort", s, dets[s.name]),
         **{label: (lambda s, n=name: run_boxmot(args.boxmot_python, n, s, dets[s.name]))
@@ -149,19 +157,19 @@ def main(argv=None) -> int:
             c = scores[label]["COMBINED"]
             print(f"{label:32s} COMBINED HOTA {c['HOTA']:.1f} AssA {c['AssA']:.1f} IDF1 {c['IDF1']:.1f} "
                   f"IDSW {c['IDSW']}  ({seconds[label]:.1f} s)", flush=True)
-    markdown = table(scores, [s.name for s in seqs], seconds, args.paths)
+    markdown = table(scores, [s.name for s in seqs], seconds, args.paths, args.detections)
     print(markdown)
     if not args.no_write:
-        update_section("peers_motion", markdown)
+        update_section("peers_motion_yolo" if args.detections else "peers_motion", markdown)
     return 0
 
 
-def table(scores, names, seconds, paths) -> str:
+def table(scores, names, seconds, paths, detections=None) -> str:
     from scripts.bench_report import machine
 
     load = os.getloadavg()[0]
-    lines = [f"### Motion-only trackers on the same public detections (det/det.txt), {machine()}, load average "
-             f"{load:.1f}", "",
+    boxes = f"detections in `{detections}`" if detections else "public detections (det/det.txt)"
+    lines = [f"### Motion-only trackers on the same {boxes}, {machine()}, load average {load:.1f}", "",
              "HOTA / AssA / IDF1 / IDSW per sequence, TrackEval via mot_reid.mot_eval.score_results (MOT15 rules). "
              "Seconds = tracking all sequences (BoxMOT's include starting its interpreter).", "",
              "| sequence | " + " | ".join(scores) + " |", "|---|" + "---|" * len(scores)]
@@ -170,7 +178,8 @@ def table(scores, names, seconds, paths) -> str:
                  for r in scores.values()]
         lines.append(f"| {'**COMBINED**' if name == 'COMBINED' else name} | " + " | ".join(cells) + " |")
     lines.append("| seconds | " + " | ".join(f"{seconds[k]:.1f}" for k in scores) + " |")
-    lines += ["", f"Reproduce: `python scripts/peers_motion.py {' '.join(paths)} "
+    option = f" --detections {detections}" if detections else ""
+    lines += ["", f"Reproduce: `python scripts/peers_motion.py {' '.join(paths)}{option} "
               f"--boxmot-python /tmp/boxmot/bin/python` (BoxMOT: `{INSTALL}`)."]
     return "\n".join(lines)
 

@@ -150,10 +150,11 @@ def reid_scores(weights: Path, feature: str, test_dir: Path) -> dict:
     return {"rank1": 100 * m["rank1"], "mAP": 100 * m["mAP"]}
 
 
-def track_scores(seq, det_path: Path, weights: str, feature: str, out: Path) -> dict:
+def track_scores(seq, det_path: Path, weights: str, feature: str, out: Path, detector_kind: str) -> dict:
     """HOTA/AssA/IDF1/IDSW of one embedder on one detection set; `weights` none = motion only."""
     embedder = build_embedder(weights, torch.device("cpu"), feature=feature)
-    cfg = load_tracker_config(resolve_tracker_name("auto", with_appearance=embedder is not None))
+    cfg = load_tracker_config(resolve_tracker_name("auto", with_appearance=embedder is not None,
+                                                   detector_kind=detector_kind))
     pipeline = Pipeline(FileDetections(str(det_path)), embedder, torch.device("cpu"), batch=8)
     rows = pipeline_results(dataclasses.replace(seq, det_path=det_path), cfg, pipeline, public=True)
     scores = score_results([seq], {seq.name: write_mot_results(out, rows)})[seq.name]
@@ -192,7 +193,8 @@ def main() -> None:
 
     def score(tag: str, weights, feature: str, detset: str) -> dict:
         result = cached(work / "scores" / f"{tag}_{feature}_{detset}.json", lambda: track_scores(
-            seq, detsets[detset], str(weights), feature, work / "tracks" / f"{tag}_{feature}_{detset}.txt"))
+            seq, detsets[detset], str(weights), feature, work / "tracks" / f"{tag}_{feature}_{detset}.txt",
+            "yolo" if detset == "yolo" else "file"))
         if weights != "none":
             result = {**result, **cached(work / "scores" / f"{tag}_{feature}_reid.json",
                                          lambda: reid_scores(Path(weights), feature, test_dir))}
@@ -250,7 +252,9 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
              + (f", {statistics.fmean(seconds):.0f} s per run" if seconds else "") + f". Seeds {args.seeds}: mean "
              "(min-max, n = seeds run) where a row is trained more than once. Tracker: `auto` ("
              f"`{tracker}` with ReID, "
-             f"`{resolve_tracker_name('auto', with_appearance=False)}` for row a). ReID rank-1 / mAP: PETS09-S2L1 "
+             f"`{resolve_tracker_name('auto', with_appearance=False)}` / "
+             f"`{resolve_tracker_name('auto', with_appearance=False, detector_kind='yolo')}` (public / YOLO) for "
+             "row a). ReID rank-1 / mAP: PETS09-S2L1 "
              "crops, every identity as query/gallery (`--test-fraction 1 --frame-step 4`), the row's feature.", ""]
     if rows:
         lines += ["| row | detections | HOTA | AssA | IDF1 | IDSW | ReID rank-1 | ReID mAP |",

@@ -1,6 +1,7 @@
 """Tracker tuning: leave-one-sequence-out selection of the motion-only config, and runs on cached embeddings.
 
-    python scripts/tune_tracker.py loso SEQ_DIR_OR_ROOT... [--search motion|appearance] [--tag public] [--no-write]
+    python scripts/tune_tracker.py loso SEQ_DIR_OR_ROOT... [--search motion|motion_yolo|appearance] [--tag public]
+        [--detections DIR] [--no-write]
     python scripts/tune_tracker.py cache SEQ_DIR --reid WEIGHTS [--detections DET_TXT] [--tag public]
     python scripts/tune_tracker.py run SEQ_DIR... --tracker deepsort [--tag public] [--set k=v ...]
     python scripts/tune_tracker.py compare SEQ_DIR --reid WEIGHTS [--frames 40]
@@ -11,6 +12,8 @@ deepsort reference), then, for each sequence in turn, picks the candidate with t
 the OTHER sequences and reports that pick's score on the held-out one: the table in BENCHMARKS.md
 (section tune_tracker) shows only held-out scores, so a setting that fits one clip and hurts the rest
 cannot look good there. The candidate best on all sequences is the one `configs/tracker/motion.yaml` ships.
+`--search motion_yolo --detections DIR` does the same on YOLO boxes (DIR/<SEQ>.txt, written by `detect`) for
+the score thresholds of `configs/tracker/motion_yolo.yaml`: YOLO's person scores sit lower than Faster R-CNN's.
 `--search appearance` does the same for the `mot-reid` config on `cache`d OSNet features (sequences with frames).
 
 `cache` writes /tmp/mot-reid-cache/<SEQ>-<tag>.npz (frame, xyxy, score, feature per detection row),
@@ -116,12 +119,19 @@ def run(seq_dirs: list[str], tracker: str, tag: str, overrides: list[str], motio
 # Candidate grids: every combination of a grid's values, on top of its base config plus its fixed keys.
 # motion: deepsort.yaml with ByteTrack's second association on (low-score boxes extend existing tracks
 # only; its low_score_threshold stays ByteTrack's 0.1). appearance: mot-reid.yaml, on cached OSNet features.
+# motion_yolo: motion.yaml's switches kept (chosen on seven sequences), only its score thresholds re-chosen on
+# YOLO boxes, of which only the two sequences with frames exist: few knobs, so two sequences can choose them.
 MOTION_GRID = {
     "min_confidence": [0.6, 0.7, 0.8, 0.9],  # boxes below start no track and go to the second association
     "direction_weight": [0.0, 0.1],  # OC-SORT direction consistency
     "reupdate_after_gap": [False, True],  # OC-SORT re-update after a gap
     "recovery": [False, True],  # OC-SORT recovery by last observed box
     "report_coasting_frames": [1, 0],  # report a track on the frame it is first missed, or only when matched
+}
+MOTION_YOLO_GRID = {
+    "min_confidence": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8],  # the confident/weak split
+    "low_score_threshold": [0.1, 0.2, 0.3],  # the weakest box the second association may use
+    "second_max_iou_distance": [0.3, 0.5, 0.7],  # how far a weak box may sit from the track's prediction
 }
 APPEARANCE_GRID = {
     "min_confidence": [0.4, 0.8],
@@ -132,6 +142,7 @@ APPEARANCE_GRID = {
 }
 SEARCHES = {  # name: (base config, fixed overrides, grid, shipped config it chooses, BENCHMARKS section)
     "motion": ("deepsort", ["second_association=true"], MOTION_GRID, "motion", "tune_tracker"),
+    "motion_yolo": ("motion", [], MOTION_YOLO_GRID, "motion_yolo", "tune_tracker_yolo"),
     "appearance": ("mot-reid", [], APPEARANCE_GRID, "mot-reid", "tune_tracker_appearance"),
 }
 
@@ -148,8 +159,10 @@ def candidates(search: str) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-def loso(paths: list[str], write: bool, search: str = "motion", tag: str | None = None) -> dict:
-    """Leave-one-sequence-out over `search`'s candidates; `tag` names the feature cache for `appearance`."""
+def loso(paths: list[str], write: bool, search: str = "motion", tag: str | None = None,
+         detections: str | None = None) -> dict:
+    """Leave-one-sequence-out over `search`'s candidates; `tag` names the feature cache for `appearance`;
+    `detections` a folder of <SEQ>.txt det files used instead of each sequence's det/det.txt."""
     import os
     import time
 
@@ -168,7 +181,8 @@ def loso(paths: list[str], write: bool, search: str = "motion", tag: str | None 
         dets = {n: {f: v[:2] for f, v in c.items()} for n, c in cached.items()}
         feats = {n: (lambda frame, xyxy, c=c: c[frame][2] if frame in c else None) for n, c in cached.items()}
     else:
-        dets = {s.name: read_detections(s.det_path, s.num_frames, s.seq_length) for s in seqs}
+        files = {s.name: Path(detections) / f"{s.name}.txt" if detections else s.det_path for s in seqs}
+        dets = {s.name: read_detections(files[s.name], s.num_frames, s.seq_length) for s in seqs}
         feats = dict.fromkeys(names)
     base, fixed, grid, shipped_name, section = SEARCHES[search]
     configs = candidates(search)
@@ -187,7 +201,8 @@ def loso(paths: list[str], write: bool, search: str = "motion", tag: str | None 
 
     held_out = {s: best_on([o for o in names if o != s]) for s in names}
     shipped = best_on(names)
-    inputs = "public det/det.txt" + (f", OSNet features cached as `{tag}`" if search == "appearance" else "")
+    inputs = (f"the det files in `{detections}`" if detections else "public det/det.txt") \
+        + (f", OSNet features cached as `{tag}`" if search == "appearance" else "")
     lines = [f"### Leave-one-sequence-out choice of the {search} config, {machine()}, load average "
              f"{os.getloadavg()[0]:.1f}, {time.perf_counter() - start:.0f} s for {len(configs)} candidates", "",
              "Each row: the candidate with the best mean HOTA on the other sequences, scored on this one "
@@ -211,6 +226,10 @@ def loso(paths: list[str], write: bool, search: str = "motion", tag: str | None 
     if shipped != "deepsort":
         lines += flip_table(scores, shipped, names, grid)
     command = f"python scripts/tune_tracker.py loso {' '.join(paths)}"
+    if detections:
+        command += (f" --search {search} --detections {detections}` after, per sequence, "
+                    f"`python scripts/tune_tracker.py detect SEQ --detector yolov8n.pt --conf 0.1 "
+                    f"--out {detections}/SEQ.txt")
     if search == "appearance":
         command += f" --search appearance --tag {tag}` after `python scripts/tune_tracker.py cache SEQ --reid OSNET.pth"
     lines += ["", f"Reproduce: `{command}`"]
@@ -308,6 +327,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     p.add_argument("--search", choices=sorted(SEARCHES), default="motion")
     p.add_argument("--tag", default="public", help="--search appearance: the feature cache to use")
+    p.add_argument("--detections", default=None, metavar="DIR", help="DIR/<SEQ>.txt instead of each det/det.txt")
     p = sub.add_parser("cache")
     p.add_argument("seq")
     p.add_argument("--reid", required=True)
@@ -332,7 +352,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.cmd == "loso":
-        loso(args.paths, not args.no_write, args.search, args.tag)
+        loso(args.paths, not args.no_write, args.search, args.tag, args.detections)
     elif args.cmd == "cache":
         cache(args.seq, args.reid, args.detections, args.tag, args.reference)
     elif args.cmd == "run":

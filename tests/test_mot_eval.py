@@ -87,6 +87,19 @@ def test_public_detections_on_real_sequences(tmp_path, shared_data, tracker, flo
 
 
 @pytest.mark.slow
+def test_motion_only_on_yolo_boxes_gets_the_yolo_score_thresholds(tmp_path, shared_data):
+    # Measured with these boxes (BENCHMARKS.md, peers_motion_yolo): motion_yolo TUD-Campus 55.6 HOTA / 79.3 IDF1,
+    # motion (thresholds chosen on Faster R-CNN scores) 50.4 / 71.1, deepsort 44.4 / 60.4.
+    out, json_path = tmp_path / "run", tmp_path / "s.json"
+    assert main(["eval", str(shared_data / "mot" / "TUD-Campus"), "--detections", "yolo", "--detector",
+                 str(shared_data / "weights" / "yolov8n.pt"), "--conf", "0.1", "--reid", "none",
+                 "--out-dir", str(out), "--json", str(json_path)]) == 0
+    assert json.loads((out / "eval.json").read_text())["tracker_source"] == "motion_yolo"
+    scores = json.loads(json_path.read_text())["TUD-Campus"]
+    assert scores["HOTA"] >= 54 and scores["IDF1"] >= 77, scores
+
+
+@pytest.mark.slow
 def test_mot17_mini_scores_with_distractor_rules(tmp_path, shared_data):
     assert len(find_sequences([shared_data / "mot" / "MOT17-mini" / "train"])) == 7
     json_path = tmp_path / "s.json"

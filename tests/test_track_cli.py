@@ -46,6 +46,7 @@ def test_max_frames_and_mot_txt(tmp_path, capsys):
                  "--set", "tracker.n_init=1"])
     doc = json.loads(out.read_text())
     assert code == 0 and doc["complete"] and doc["summary"]["frames"] == 4 and doc["detector"]["kind"] == "hog"
+    assert doc["tracker"]["name"] == "motion"  # auto on HOG boxes: not the YOLO-score thresholds
     assert doc["tracker"]["config"]["n_init"] == 1 and doc["config"]["max_frames"] == 4
     assert "4 frames" in capsys.readouterr().err  # the one-line summary
 

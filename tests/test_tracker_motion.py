@@ -3,6 +3,7 @@ and recovery, ByteTrack's second association as the shipped `motion` config sets
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -106,8 +107,9 @@ def test_recovery_refinds_a_track_that_stopped_while_hidden_by_its_last_observed
     assert ids == {False: [2], True: [1]}
 
 
-def test_shipped_motion_config_extends_tracks_with_low_score_boxes_but_starts_none_from_them():
-    cfg = load_tracker_config("motion")
+@pytest.mark.parametrize("name", ["motion", "motion_yolo"])
+def test_shipped_motion_config_extends_tracks_with_low_score_boxes_but_starts_none_from_them(name):
+    cfg = load_tracker_config(name)
     assert cfg.second_association and cfg.low_score_threshold < cfg.min_confidence
     weak = (cfg.min_confidence + cfg.low_score_threshold) / 2
     tracker = DeepSort(cfg)
@@ -124,8 +126,18 @@ def test_shipped_motion_config_extends_tracks_with_low_score_boxes_but_starts_no
 
 def test_auto_picks_motion_without_appearance_and_mot_reid_with_it():
     assert resolve_tracker_name("auto", with_appearance=False) == "motion"
+    assert resolve_tracker_name("auto", with_appearance=False, detector_kind="hog") == "motion"
+    assert resolve_tracker_name("auto", with_appearance=False, detector_kind="yolo") == "motion_yolo"
+    assert resolve_tracker_name("auto", with_appearance=True, detector_kind="yolo") == "mot-reid"
     assert resolve_tracker_name("auto", with_appearance=True) == "mot-reid"
-    assert resolve_tracker_name("deepsort", with_appearance=False) == "deepsort"
+    assert resolve_tracker_name("deepsort", with_appearance=False, detector_kind="yolo") == "deepsort"
+
+
+def test_motion_yolo_differs_from_motion_only_in_its_score_thresholds():
+    motion, yolo = (dataclasses.asdict(load_tracker_config(n)) for n in ("motion", "motion_yolo"))
+    assert {k for k in motion if motion[k] != yolo[k]} <= {"min_confidence", "low_score_threshold",
+                                                            "second_max_iou_distance"}
+    assert yolo["min_confidence"] < motion["min_confidence"]  # YOLO's person scores sit lower
 
 
 

@@ -16,8 +16,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detections", choices=("public", "yolo"), default="public",
                         help="public: each sequence's det/det.txt (default); yolo: the video pipeline's detector")
     parser.add_argument("--tracker", default="auto", metavar="NAME|PATH",
-                        help="tracker config: auto (mot-reid with --reid, motion without), a name in "
-                             "configs/tracker (deepsort, strongsort, mot-reid, motion) or a YAML path")
+                        help="tracker config: auto (mot-reid with --reid; without: motion, or motion_yolo on "
+                             "--detections yolo), a name in configs/tracker (deepsort, strongsort, mot-reid, motion, "
+                             "motion_yolo) or a YAML path")
     add_set_argument(parser, "max_age=60 max_cosine_distance=0.25 (tracker config keys)")
     parser.add_argument("--detector", default="auto", metavar="auto|hog|PATH",
                         help="--detections yolo: YOLO weights as in `mot-reid track --detector` (default auto)")
@@ -43,7 +44,8 @@ def run(args) -> int:
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
-    tracker_name = resolve_tracker_name(args.tracker, with_appearance=args.reid != "none")
+    detector_kind = "file" if args.detections == "public" else "hog" if args.detector == "hog" else "yolo"
+    tracker_name = resolve_tracker_name(args.tracker, with_appearance=args.reid != "none", detector_kind=detector_kind)
     cfg = load_tracker_config(tracker_name, args.overrides)
     sequences = find_sequences(args.sequences)
     # Only motion-only tracking of det.txt boxes can skip the frames; CMC reads them through the pipeline too.

@@ -27,8 +27,9 @@ def add_pipeline_options(parser) -> None:
     parser.add_argument("--detections", help="MOT det.txt whose boxes replace the detector (public detections)")
     parser.add_argument("--reid", help="auto | none | mot-reid checkpoint | torchreid OSNet .pth | "
                                        "`mot-reid export` file (.onnx, .xml) [auto]")
-    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | motion | tracker YAML "
-                                          "[auto: mot-reid with a ReID model, motion without]")
+    parser.add_argument("--tracker", help="auto | deepsort | strongsort | mot-reid | motion | motion_yolo | tracker "
+                                          "YAML [auto: mot-reid with a ReID model; without, motion_yolo on YOLO "
+                                          "boxes, motion on HOG boxes]")
     parser.add_argument("--device", help="auto | cpu | cuda:N [auto]")
     add_backend_argument(parser)
     parser.add_argument("--classes", type=int, nargs="+", help="COCO class ids to track [0 = person]")
