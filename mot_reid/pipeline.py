@@ -85,7 +85,23 @@ class Pipeline:
             return batch.pin_memory().to(self.device, non_blocking=True)
         return batch
 
-    def _model_worker(self, frames_iter, live: bool, out: queue.Queue, stop: threading.Event, times: StageTimes):
+    def _embed(self, images: list[np.ndarray], dets: list[Detections], wants_features) -> list[np.ndarray | None]:
+        """Features of the boxes the tracker can use (`wants_features`); zero rows stand in for the rest, so
+        weak boxes (YOLO at conf 0.1 gives many) cost no crop. A frame gets None when nothing was embedded."""
+        masks = [wants_features(d.xyxy, d.score) for d in dets]
+        if not any(m.any() for m in masks):
+            return [None] * len(dets)
+        picked = self.embedder(self._upload(images), [d.xyxy[m] for d, m in zip(dets, masks, strict=True)])
+        dim = max(f.shape[1] for f in picked)
+        feats = []
+        for mask, f in zip(masks, picked, strict=True):
+            full = np.zeros((len(mask), dim), np.float32)
+            full[mask] = f
+            feats.append(full)
+        return feats
+
+    def _model_worker(self, frames_iter, live: bool, out: queue.Queue, stop: threading.Event, times: StageTimes,
+                      wants_features):
         def put(item) -> bool:
             while not stop.is_set():
                 try:
@@ -116,8 +132,8 @@ class Pipeline:
                 dets: list[Detections] = self.detector(images, indices)
                 t1 = time.perf_counter()
                 feats: list[np.ndarray | None] = [None] * len(pending)
-                if self.embedder is not None and any(len(d) for d in dets):
-                    feats = self.embedder(self._upload(images), [d.xyxy for d in dets])
+                if self.embedder is not None:
+                    feats = self._embed(images, dets, wants_features)
                 times.detect += t1 - t0
                 if self.embedder is not None:  # motion-only runs report no embed stage
                     times.embed += time.perf_counter() - t1
@@ -141,7 +157,8 @@ class Pipeline:
                 yield frame
 
         worker = threading.Thread(target=self._model_worker, args=(frames(), source.info.live, out, stop,
-                                                                   result.times), name="mot-reid-models",
+                                                                   result.times, tracker.wants_features),
+                                  name="mot-reid-models",
                                   daemon=True)
         total = source.info.frame_count
         if max_frames is not None and total is not None:

@@ -11,12 +11,14 @@ import cv2
 import jsonschema
 import numpy as np
 import pytest
+import torch
 
 from mot_reid import config
 from mot_reid.mot_data import load_sequence
 from mot_reid.pipeline_config import PipelineConfig
 from mot_reid.sources import iterable_source
 from mot_reid.track_job import track
+from mot_reid.tracker_config import load_tracker_config
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "assets/tracks.schema.json").read_text())
 
@@ -124,3 +126,36 @@ def test_public_detections_tud_campus_with_osnet(shared_data, tmp_path):
     scores = score_results([seq], {seq.name: tmp_path / "TUD-Campus.txt"})[seq.name]
     # Floors a little under the measured HOTA 49.6 / IDF1 67.7 (deep_sort with these inputs: 51.4 / 71.7).
     assert scores["HOTA"] >= 47.0 and scores["IDF1"] >= 64.0
+
+
+@pytest.mark.slow
+def test_only_boxes_the_tracker_can_match_by_appearance_are_embedded_and_tracks_are_unchanged(shared_data):
+    from mot_reid.outputs import TrackCollector
+    from mot_reid.track_job import build_models
+    from trackers import DeepSort
+
+    cfg = _cfg(shared_data, "detector.conf=0.1")  # YOLO at conf 0.1: many boxes under min_confidence 0.4
+    models = build_models(cfg)
+    pipeline, frames = models.pipeline, _demo_frames(16)
+    embedder, tracker_cfg = pipeline.embedder, load_tracker_config("mot-reid")
+    asked = []
+
+    def recording(images, boxes):  # the real embedder, counting the boxes it is asked for
+        asked.append(sum(len(b) for b in boxes))
+        return embedder(images, boxes)
+
+    pipeline.embedder = recording
+    result = pipeline.run(iterable_source(iter(frames)), DeepSort(tracker_cfg), show_progress=False)
+    # The same frames, detected in the same batches, every box embedded, fed to a fresh tracker.
+    reference, expected, strong, total = DeepSort(tracker_cfg), TrackCollector(), 0, 0
+    for start in range(0, len(frames), pipeline.batch):
+        chunk = frames[start:start + pipeline.batch]
+        indices = list(range(start + 1, start + 1 + len(chunk)))
+        for index, det in zip(indices, pipeline.detector(chunk, indices), strict=True):
+            out = reference.update(det.xyxy, det.score, classes=det.cls,
+                                   features=embedder(torch.from_numpy(chunk[index - start - 1][None]), [det.xyxy])[0])
+            expected.add(index, out.track_id, out.xyxy, out.score, out.det_index)
+            strong += int((det.score >= tracker_cfg.min_confidence).sum())
+            total += len(det)
+    assert sum(asked) == strong < total
+    assert result.collector.as_list() == expected.as_list()

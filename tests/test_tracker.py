@@ -201,3 +201,30 @@ def test_denormal_thin_box_is_dropped_not_tracked_to_infinity():
     for _ in range(3):
         out = tracker.update(np.zeros((0, 4), np.float32), np.zeros(0))
         assert np.isfinite(out.xyxy).all()
+
+
+@pytest.mark.parametrize("config", ["strongsort", "mot-reid"])
+def test_features_of_boxes_below_min_confidence_are_never_looked_at(shared_data, config):
+    """Real PETS09-S2L1 boxes (YOLO-like share of weak ones via min_confidence 0.97): replacing the weak rows'
+    features by NaN or zeros (what the pipeline passes for boxes it did not embed) changes no track."""
+    from mot_reid.mot_data import load_sequence, read_detections
+    from mot_reid.tracker_config import load_tracker_config
+
+    seq = load_sequence(shared_data / "mot" / "PETS09-S2L1")
+    dets = read_detections(seq.det_path, seq.num_frames, seq.seq_length)
+    cfg = load_tracker_config(config, ["min_confidence=0.97", "low_score_threshold=0.5"])
+    runs = {fill: DeepSort(cfg, frame_rate=seq.frame_rate) for fill in ("real", "nan", "zero")}
+    outputs = {fill: [] for fill in runs}
+    rng, weak_rows = np.random.default_rng(0), 0
+    for frame in range(1, 301):
+        xyxy, scores = dets.get(frame, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+        feats = rng.normal(size=(len(xyxy), 32)).astype(np.float32)
+        weak = scores < cfg.min_confidence
+        weak_rows += int(weak.sum())
+        for fill, tracker in runs.items():
+            f = feats.copy()
+            f[weak] = {"real": f[weak], "nan": np.nan, "zero": 0.0}[fill]
+            out = tracker.update(xyxy, scores, features=f)
+            outputs[fill].append((out.track_id.tolist(), out.det_index.tolist(), out.xyxy.round(3).tolist()))
+    assert weak_rows > 100
+    assert outputs["nan"] == outputs["real"] and outputs["zero"] == outputs["real"]

@@ -40,7 +40,7 @@ def test_random_input_never_crashes_and_outputs_are_sane(frames, config, with_fe
         if with_features:
             feats = rng.normal(size=(len(dets), 16)).astype(np.float32)
             if len(dets):
-                feats[0] = np.nan if seed % 2 else 0.0  # unusable feature: that detection is dropped
+                feats[0] = np.nan if seed % 2 else 0.0  # unusable feature: dropped if confident, else unused
         out = tracker.update(arr, scores, classes, feats)
         assert len(out) == len(out.xyxy) == len(out.score) == len(out.cls) == len(out.det_index)
         assert len(np.unique(out.track_id)) == len(out)

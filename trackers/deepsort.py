@@ -133,6 +133,14 @@ class DeepSort:
         self._drop_deleted()
         return reported
 
+    def wants_features(self, xyxy, scores) -> np.ndarray:
+        """Mask of the boxes whose appearance features this tracker can use: only boxes at or above
+        min_confidence (and tall enough) enter appearance matching; weaker ones are matched by IoU alone,
+        in the second association, or dropped. A caller may skip embedding the others (any row, zeros
+        included, stands in for them): the tracks are the same."""
+        xyxy, scores = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
+        return (scores >= self.cfg.min_confidence) & ((xyxy[:, 3] - xyxy[:, 1]) >= self.cfg.min_box_height)
+
     # ---------------------------------------------------------------- association
     def _associate(self, dets: _Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.cfg
@@ -311,8 +319,10 @@ class DeepSort:
             if n:
                 self.feature_dim = features.shape[1]
             norms = np.linalg.norm(features, axis=1)
-            ok &= np.isfinite(features).all(axis=1) & (norms > 1e-12)
+            usable = np.isfinite(features).all(axis=1) & (norms > 1e-12)
+            # A box below min_confidence is never matched by appearance, so its feature row is not looked at.
+            ok &= usable | (scores < self.cfg.min_confidence)
             # Unit length is the contract; re-normalising costs little and makes cosine = dot product.
-            features = features / np.where(ok, norms, 1.0)[:, None]
+            features = np.where(usable[:, None], features / np.where(usable, norms, 1.0)[:, None], 0.0)
         dets = _Detections(xyxy, scores, classes, features, np.arange(n, dtype=np.int64))
         return dets if ok.all() else dets.take(ok)
