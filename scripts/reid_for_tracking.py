@@ -66,6 +66,7 @@ FINETUNE = (CONFIGS / "finetune_osnet.yaml", [f"model.pretrained={OSNET}"])
 VARIANTS = {
     "finetune": FINETUNE,
     "finetune_fc": (FINETUNE[0], FINETUNE[1] + ["model.embedding_layer=true"]),
+    "finetune_head10": (FINETUNE[0], FINETUNE[1] + ["solver.head_lr_factor=10"]),
     "resnet18": (CONFIGS / "cpu_resnet18.yaml", []),
     "no_warmup": (FINETUNE[0], FINETUNE[1] + ["solver.warmup_epochs=0"]),
     "no_erasing": (FINETUNE[0], FINETUNE[1] + ["input.erasing_p=0"]),
@@ -210,6 +211,7 @@ def main() -> None:
             rows.setdefault("b", {})[detset] = [score("osnet_msmt17", OSNET, "before", detset)]
         for seed in args.seeds:
             for name, label, feature in (("finetune", "c", "before"), ("finetune", "d", "after"),
+                                         ("finetune_head10", "c3", "before"), ("finetune_head10", "d3", "after"),
                                          ("finetune_fc", "c2", "before"), ("finetune_fc", "d2", "after"),
                                          ("resnet18", "e", "before")):
                 if not wanted(name, seed):
@@ -239,6 +241,8 @@ LABELS = {"a": "a. motion only", "b": "b. OSNet x0.25 MSMT17, off the shelf",
           "c": "c. b fine-tuned by mot-reid (BoT head on conv5, 128-D), **pre-BN**", "d": "d. the same models, post-BN",
           "c2": "c'. c keeping OSNet's own fc embedding (512-D, `model.embedding_layer`), pre-BN",
           "d2": "d'. c', post-BN",
+          "c3": "c''. c with the new head at 10x the LR (`solver.head_lr_factor=10`), pre-BN",
+          "d3": "d''. c'', post-BN",
           "e": "e. BoT ResNet18, random init, pre-BN"}
 
 
@@ -259,7 +263,7 @@ def report(rows, ablation, args, train_dir: Path, work: Path) -> str:
     if rows:
         lines += ["| row | detections | HOTA | AssA | IDF1 | IDSW | ReID rank-1 | ReID mAP |",
                   "|---|---|---|---|---|---|---|---|"]
-        for label in ("a", "b", "c", "d", "c2", "d2", "e"):
+        for label in ("a", "b", "c", "d", "c2", "d2", "c3", "d3", "e"):
             for detset, results in rows.get(label, {}).items():
                 name = "public (Faster R-CNN det.txt)" if detset == "public" else "YOLOv8n conf 0.1"
                 cells = [summarise([r[m] for r in results], m == "IDSW") for m in METRICS]

@@ -78,6 +78,9 @@ class SolverConfig:
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
     bias_lr_factor: float = 1.0
+    # LR multiplier of the freshly initialised head (BNNeck and classifier): a fine-tune from a pretrained
+    # backbone lowers `lr`, and the new classifier would then barely move from its near-zero init.
+    head_lr_factor: float = 1.0
     weight_decay_bias: float = 5e-4
     momentum: float = 0.9  # sgd only
     epochs: int = 120
@@ -97,6 +100,7 @@ class SolverConfig:
             "weight_decay": (lambda v: v >= 0, ">= 0"),
             "weight_decay_bias": (lambda v: v >= 0, ">= 0"),
             "bias_lr_factor": (lambda v: v > 0, "> 0"),
+            "head_lr_factor": (lambda v: v > 0, "> 0"),
             "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
             "epochs": (lambda v: v >= 1, ">= 1"),
             "warmup_epochs": (lambda v: v >= 0, ">= 0"),

@@ -56,17 +56,24 @@ def lr_factor(epoch: int, solver: SolverConfig) -> float:
     return factor
 
 
+HEAD_MODULES = ("bottleneck.", "classifier.")  # what a fine-tune initialises afresh
+
+
 def build_optimizer(model: torch.nn.Module, solver: SolverConfig) -> torch.optim.Optimizer:
     """Adam (or SGD) with the reference's two parameter groups: weights, and biases with their own
-    LR factor and weight decay. The BNNeck's frozen bias is left out."""
-    weights, biases = [], []
+    LR factor and weight decay. The BNNeck's frozen bias is left out. With `head_lr_factor` != 1 the
+    head's weights and biases form two more groups at that multiple (group 0 stays the backbone's)."""
+    split_head = solver.head_lr_factor != 1.0
+    params: dict[tuple[bool, bool], list] = {(h, b): [] for h in (False, True) for b in (False, True)}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (biases if name.endswith("bias") else weights).append(param)
-    groups = [
-        {"params": weights, "lr": solver.lr, "weight_decay": solver.weight_decay},
-        {"params": biases, "lr": solver.lr * solver.bias_lr_factor, "weight_decay": solver.weight_decay_bias},
-    ]
+            params[(split_head and name.startswith(HEAD_MODULES), name.endswith("bias"))].append(param)
+    groups = []
+    for (head, bias), members in params.items():
+        if members or not head:
+            lr = solver.lr * (solver.bias_lr_factor if bias else 1.0) * (solver.head_lr_factor if head else 1.0)
+            groups.append({"params": members, "lr": lr,
+                           "weight_decay": solver.weight_decay_bias if bias else solver.weight_decay})
     if solver.optimizer == "adam":
         return torch.optim.Adam(groups, lr=solver.lr)
     return torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
