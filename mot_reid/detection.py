@@ -205,6 +205,15 @@ def yolo_with_backend(weights: str, device: str, settings: DetectorSettings, bac
     return detector
 
 
+def detector_kind(spec: str, detections: str | None = None, is_online=online) -> str:
+    """The `info["kind"]` that `build_detector` will give (file, hog or yolo), without loading a model."""
+    if detections:
+        return "file"
+    if spec == "hog" or (spec == "auto" and find_local_weights() is None and not is_online()):
+        return "hog"
+    return "yolo"
+
+
 def build_detector(spec: str, device: str, settings: DetectorSettings, detections: str | None = None,
                    is_online=online, backend: str = "auto"):
     """`detections` (a det.txt) wins; else `spec` is 'auto', 'hog' or a weights path."""

@@ -4,7 +4,8 @@ Three threads, joined by bounded queues so memory stays flat whatever the length
 - the source's decode thread fills a queue of frames;
 - the model thread groups frames into batches (one frame at a time for live sources), detects
   (Ultralytics does its own letterbox and upload of the frames), uploads the batch once for the
-  embedder, and embeds every box of the batch in one call;
+  embedder, and embeds in one call every box of the batch the tracker can match by appearance
+  (`wants_features`: boxes under its min_confidence are never compared by appearance, so cost no crop);
 - the calling thread runs the tracker (CPU) and the writers while the model thread already works
   on the next batch.
 Ctrl-C / SIGTERM or a source failing mid-run stop all three and return the results so far,
@@ -88,7 +89,7 @@ class Pipeline:
     def _embed(self, images: list[np.ndarray], dets: list[Detections], wants_features) -> list[np.ndarray | None]:
         """Features of the boxes the tracker can use (`wants_features`); zero rows stand in for the rest, so
         weak boxes (YOLO at conf 0.1 gives many) cost no crop. A frame gets None when nothing was embedded."""
-        masks = [wants_features(d.xyxy, d.score) for d in dets]
+        masks = [wants_features(d.xyxy, d.score) if wants_features else np.ones(len(d), bool) for d in dets]
         if not any(m.any() for m in masks):
             return [None] * len(dets)
         picked = self.embedder(self._upload(images), [d.xyxy[m] for d, m in zip(dets, masks, strict=True)])
@@ -157,7 +158,8 @@ class Pipeline:
                 yield frame
 
         worker = threading.Thread(target=self._model_worker, args=(frames(), source.info.live, out, stop,
-                                                                   result.times, tracker.wants_features),
+                                                                   result.times,
+                                                                   getattr(tracker, "wants_features", None)),
                                   name="mot-reid-models",
                                   daemon=True)
         total = source.info.frame_count

@@ -52,7 +52,8 @@ class EmbedderConfig:
 class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
-    # auto: `mot-reid` when a ReID model is loaded, `motion` for motion only; or a tracker name / YAML path
+    # auto: `mot-reid` when a ReID model is loaded; motion only: `motion_yolo` on YOLO boxes, else `motion`;
+    # or a tracker name / YAML path
     tracker: str = "auto"
     device: str = "auto"  # auto (first CUDA GPU, else CPU) | cpu | cuda:N
     # auto (torch, or an exported file's runtime) | torch | onnxruntime | openvino | tensorrt: runs the

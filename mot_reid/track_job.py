@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mot_reid import atomic, config
-from mot_reid.detection import DetectorSettings, HogDetector, build_detector
+from mot_reid.detection import DetectorSettings, HogDetector, build_detector, detector_kind
 from mot_reid.device import resolve_device
 from mot_reid.embedding import build_embedder
 from mot_reid.log import logger
@@ -42,6 +42,13 @@ def build_models(cfg: PipelineConfig) -> Models:
     return Models(Pipeline(detector, embedder, device, batch=d.batch), dict(detector.info), dict(embedder_info))
 
 
+def planned_tracker_name(cfg: PipelineConfig):
+    """The tracker config `auto` will pick, as far as is known before any model loads (an `auto` embedder that
+    finds no model leaves the run motion-only; `track` settles the name again from the loaded models)."""
+    return resolve_tracker_name(cfg.tracker, with_appearance=cfg.embedder.weights != "none",
+                                detector_kind=detector_kind(cfg.detector.weights, cfg.detector.detections))
+
+
 def split_overrides(pairs: list[str] | None) -> tuple[list[str], list[str]]:
     """`--set` pairs for the pipeline config and, with the `tracker.` prefix removed, for the tracker."""
     pipeline, tracker = [], []
@@ -61,8 +68,8 @@ def track(source: str | FrameSource, cfg: PipelineConfig, out: str | Path, track
 
     atomic.check_writable(out, mot_txt, save_video)  # before the work, not after it
     frames = source if isinstance(source, FrameSource) else open_source(source, queue_size=cfg.queue_size)
-    # Refuse a bad tracker name or key before the slow model loading (auto is settled once models exist).
-    load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_overrides)
+    # Refuse a bad tracker name or key before the slow model loading (auto is settled again once models exist).
+    load_tracker_config(planned_tracker_name(cfg), tracker_overrides)
     models = models or build_models(cfg)
     tracker_name = resolve_tracker_name(cfg.tracker, with_appearance=models.pipeline.embedder is not None,
                                         detector_kind=models.detector_info["kind"])

@@ -79,6 +79,7 @@ ABLATION = [("finetune", "fine-tune recipe (all tricks)"), ("no_warmup", "- warm
             ("no_bnneck", "- BNNeck (pooled feature to the classifier; no running mean, so the tracker's feature is "
                            "not centred)"), ("no_center", "- center loss")]
 METRICS = ("HOTA", "AssA", "IDF1", "IDSW")
+DETECTOR_KIND = {"public": "file", "yolo": "yolo"}  # what `auto` is told about each detection set
 
 
 def build_sets(work: Path) -> tuple[Path, Path]:
@@ -195,7 +196,7 @@ def main() -> None:
     def score(tag: str, weights, feature: str, detset: str) -> dict:
         result = cached(work / "scores" / f"{tag}_{feature}_{detset}.json", lambda: track_scores(
             seq, detsets[detset], str(weights), feature, work / "tracks" / f"{tag}_{feature}_{detset}.txt",
-            "yolo" if detset == "yolo" else "file"))
+            DETECTOR_KIND[detset]))
         if weights != "none":
             result = {**result, **cached(work / "scores" / f"{tag}_{feature}_reid.json",
                                          lambda: reid_scores(Path(weights), feature, test_dir))}
@@ -206,8 +207,9 @@ def main() -> None:
 
     rows: dict[str, dict[str, list[dict]]] = {}  # row label -> detset -> one result per seed
     if args.part in ("loop", "all"):
-        for detset in detsets:
-            rows.setdefault("a", {})[detset] = [score("motion", "none", "before", detset)]
+        for detset in detsets:  # row a's tag names the tracker config auto picks for these boxes
+            motion = resolve_tracker_name("auto", with_appearance=False, detector_kind=DETECTOR_KIND[detset])
+            rows.setdefault("a", {})[detset] = [score(motion, "none", "before", detset)]
             rows.setdefault("b", {})[detset] = [score("osnet_msmt17", OSNET, "before", detset)]
         for seed in args.seeds:
             for name, label, feature in (("finetune", "c", "before"), ("finetune", "d", "after"),

@@ -226,7 +226,7 @@ def loso(paths: list[str], write: bool, search: str = "motion", tag: str | None 
     if shipped != "deepsort":
         lines += flip_table(scores, shipped, names, grid)
     command = f"python scripts/tune_tracker.py loso {' '.join(paths)}"
-    if detections:
+    if detections:  # motion_yolo, the only search that reads them
         command += (f" --search {search} --detections {detections}` after, per sequence, "
                     f"`python scripts/tune_tracker.py detect SEQ --detector yolov8n.pt --conf 0.1 "
                     f"--out {detections}/SEQ.txt")
@@ -351,6 +351,9 @@ def main(argv=None) -> int:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.cmd == "loso" and (args.search == "motion_yolo") != (args.detections is not None):
+        parser.error("--search motion_yolo takes --detections DIR (YOLO boxes), and only it does: motion is chosen "
+                     "on det/det.txt, appearance on cached boxes and features")
     if args.cmd == "loso":
         loso(args.paths, not args.no_write, args.search, args.tag, args.detections)
     elif args.cmd == "cache":

@@ -14,6 +14,7 @@ from mot_reid.detection import (
     HogDetector,
     YoloDetector,
     build_detector,
+    detector_kind,
     find_local_weights,
     online,
 )
@@ -78,6 +79,20 @@ def test_auto_prefers_local_weights(tmp_path, monkeypatch, shared_data):
     monkeypatch.setenv("MOT_REID_DETECTOR", str(tmp_path / "missing.pt"))
     with pytest.raises(UserError, match="MOT_REID_DETECTOR"):
         find_local_weights(tmp_path)
+
+
+def test_detector_kind_is_what_build_detector_gives(tmp_path, monkeypatch, shared_data):
+    monkeypatch.chdir(tmp_path)  # no weights here
+    monkeypatch.delenv("MOT_REID_DETECTOR", raising=False)
+    det_txt = shared_data / "mot/TUD-Campus/det/det.txt"
+    assert detector_kind("auto", str(det_txt)) == build_detector("auto", "cpu", DetectorSettings(),
+                                                                 str(det_txt)).info["kind"] == "file"
+    assert detector_kind("hog") == build_detector("hog", "cpu", DetectorSettings()).info["kind"] == "hog"
+    weights = str(shared_data / "weights/yolov8n.pt")
+    assert detector_kind(weights) == build_detector(weights, "cpu", DetectorSettings()).info["kind"] == "yolo"
+    if find_local_weights() is None:  # auto: YOLO when it can get weights, else the HOG fallback
+        assert detector_kind("auto", is_online=lambda: False) == "hog"
+        assert detector_kind("auto", is_online=lambda: True) == "yolo"
 
 
 def test_auto_offline_falls_back_to_hog_in_one_line(tmp_path, monkeypatch, caplog):

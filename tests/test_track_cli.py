@@ -81,3 +81,19 @@ def test_truncated_mp4_gives_only_our_line_on_stderr(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"mot-reid track: error: cannot decode video {broken}"]
     assert not (tmp_path / "t.json").exists()
+
+
+def test_tracker_keys_are_checked_against_the_config_auto_will_pick_before_any_model_loads(tmp_path, capsys,
+                                                                                          shared_data, monkeypatch):
+    import mot_reid.track_job as track_job
+
+    def no_models(cfg):
+        raise AssertionError("models were loaded before the tracker keys were checked")
+
+    monkeypatch.setattr(track_job, "build_models", no_models)
+    # motion_yolo (auto on YOLO boxes without ReID) has low_score_threshold 0.3: a split at 0.25 is refused.
+    code = main(["track", str(REPO / "assets/pets09_s2l1_demo.mp4"), "--out", str(tmp_path / "t.json"),
+                 "--detector", str(shared_data / "weights/yolov8n.pt"), "--reid", "none",
+                 "--set", "tracker.min_confidence=0.25"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "motion_yolo" in err[0] and "low_score_threshold" in err[0], err

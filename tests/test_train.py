@@ -119,6 +119,9 @@ def test_refusals(data_root, tmp_path):
         train(recipe("solver.epochs=2", "model.backbone=resnet34"), data_root, tmp_path / "run", resume=True)
     with pytest.raises(UserError, match="solver.seed=0; resume with that seed"):
         train(recipe("solver.epochs=2", "solver.seed=1"), data_root, tmp_path / "run", resume=True)
+    # Its optimizer groups come back from the checkpoint: another head LR could not apply.
+    with pytest.raises(UserError, match="solver.head_lr_factor=1.0; resume with that value"):
+        train(recipe("solver.epochs=2", "solver.head_lr_factor=10"), data_root, tmp_path / "run", resume=True)
     with pytest.raises(UserError, match="identities"):
         train(recipe("data.ids_per_batch=16"), data_root, tmp_path / "big")
 

@@ -86,9 +86,9 @@ class DeepSort:
     def update(self, xyxy, scores, classes=None, features=None, frame=None) -> Tracks:
         """Advance one frame with this frame's detections; returns the confirmed tracks to report.
 
-        Detections with non-finite or zero-area boxes, non-finite scores or unusable features are
-        dropped (their indices never appear in `det_index`); arrays of inconsistent shapes raise
-        ValueError.
+        Detections with non-finite or zero-area boxes, non-finite scores, or unusable features at or
+        above min_confidence are dropped (their indices never appear in `det_index`); the feature rows of
+        weaker boxes are never read. Arrays of inconsistent shapes raise ValueError.
         """
         dets = self._validate(xyxy, scores, classes, features)
         self.frame_count += 1

@@ -37,14 +37,14 @@ def run(args) -> int:
     from mot_reid.pipeline_config import PipelineConfig
     from mot_reid.provenance import versions
     from mot_reid.signals import sigterm_as_interrupt
-    from mot_reid.track_job import split_overrides
-    from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
+    from mot_reid.track_job import planned_tracker_name, split_overrides
+    from mot_reid.tracker_config import load_tracker_config
 
     pipeline_pairs, tracker_pairs = split_overrides(overrides_from_args(args))
     path = config.resolve_config_path(args.config, "pipeline") if args.config else None
     cfg = config.load(PipelineConfig, path, pipeline_pairs)
     # A bad tracker name or key is the user's mistake once, not a failure of every input.
-    load_tracker_config(resolve_tracker_name(cfg.tracker, with_appearance=True), tracker_pairs)
+    load_tracker_config(planned_tracker_name(cfg), tracker_pairs)
     sources = expand_sources(args.sources)
     if not sources:
         raise UserError(f"no inputs in {' '.join(args.sources)}")

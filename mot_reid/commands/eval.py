@@ -36,6 +36,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from mot_reid import atomic, config
+    from mot_reid.detection import detector_kind
     from mot_reid.engine import run_jobs
     from mot_reid.errors import UserError
     from mot_reid.log import logger, progress
@@ -44,8 +45,8 @@ def run(args) -> int:
     from mot_reid.provenance import versions
     from mot_reid.tracker_config import load_tracker_config, resolve_tracker_name
 
-    detector_kind = "file" if args.detections == "public" else "hog" if args.detector == "hog" else "yolo"
-    tracker_name = resolve_tracker_name(args.tracker, with_appearance=args.reid != "none", detector_kind=detector_kind)
+    kind = "file" if args.detections == "public" else detector_kind(args.detector)
+    tracker_name = resolve_tracker_name(args.tracker, with_appearance=args.reid != "none", detector_kind=kind)
     cfg = load_tracker_config(tracker_name, args.overrides)
     sequences = find_sequences(args.sequences)
     # Only motion-only tracking of det.txt boxes can skip the frames; CMC reads them through the pipeline too.

@@ -275,8 +275,14 @@ def check_resumable(ckpt: dict, recipe: ReIDRecipe, num_classes: int, path: Path
     # The sampler would go on with the checkpoint's seed and the augmentations with the new one.
     if old["solver"]["seed"] != new["solver"]["seed"]:
         raise UserError(f"{path} was trained with solver.seed={old['solver']['seed']}; resume with that seed")
-    changed = [f"{s}.{k}" for s in new if isinstance(new[s], dict) for k in new[s]
-               if s != "model" and old.get(s, {}).get(k) != new[s][k]]
+    # A key the checkpoint predates had its default then.
+    defaults = config.to_dict(ReIDRecipe())
+    before = {s: {**defaults.get(s, {}), **old.get(s, {})} for s in new if isinstance(new[s], dict)}
+    # The optimizer's parameter groups and their LRs come back from the checkpoint: a new factor cannot apply.
+    if before["solver"]["head_lr_factor"] != new["solver"]["head_lr_factor"]:
+        raise UserError(f"{path} was trained with solver.head_lr_factor={before['solver']['head_lr_factor']}; "
+                        "resume with that value")
+    changed = [f"{s}.{k}" for s in before for k in new[s] if s != "model" and before[s].get(k) != new[s][k]]
     if changed:
         logger.warning("resuming with recipe keys changed since the checkpoint: %s", ", ".join(changed))
 
