@@ -45,7 +45,7 @@ from mot_reid.mot_data import find_sequences, write_mot_results  # noqa: E402
 from mot_reid.mot_eval import pipeline_results, score_results  # noqa: E402
 from mot_reid.pipeline import Pipeline  # noqa: E402
 from mot_reid.reid.datasets import load_dataset  # noqa: E402
-from mot_reid.reid.evaluate import evaluate_model  # noqa: E402
+from mot_reid.reid.evaluate import evaluate_model, extract_features  # noqa: E402
 from mot_reid.reid.model import load_checkpoint_model  # noqa: E402
 from mot_reid.reid.mot2reid import Mot2ReidConfig, mot2reid  # noqa: E402
 from mot_reid.reid.osnet import osnet_from_state_dict  # noqa: E402
@@ -170,19 +170,45 @@ class _OsnetFeatures(torch.nn.Module):
         return F.normalize(self.net(x).float(), dim=1)
 
 
-def reid_scores(weights: Path, feature: str, test_dir: Path) -> dict:
+class _Centred(torch.nn.Module):
+    """A model without BNNeck, its pooled feature centred by the training crops' mean before L2-normalisation:
+    what the BNNeck's running mean does for the full recipe's tracker feature, so that the `- BNNeck` ablation
+    row can compare necks rather than centring (feature kind `centred`, this script only)."""
+
+    def __init__(self, model: torch.nn.Module, recipe: ReIDRecipe, train_dir: Path):
+        super().__init__()
+        self.model = model.eval()
+        self.centre = torch.zeros(model.feat_dim)
+        crops = load_dataset(train_dir, "mot2reid").train
+        self.centre = extract_features(self, crops, recipe, "cpu", feat="raw", num_workers=0)[0].mean(0)
+        self.eval()  # extract_features restores the mode it found (train, for a fresh module)
+
+    def extract(self, x, feat="before"):
+        pooled = self.model.features(x)[0].float()
+        return pooled if feat == "raw" else F.normalize(pooled - self.centre, dim=1)
+
+    def forward(self, x):
+        return self.extract(x)
+
+
+def reid_scores(weights: Path, feature: str, test_dir: Path, train_dir: Path) -> dict:
     dataset = load_dataset(test_dir, "mot2reid")
     if weights == OSNET:
         model, recipe = _OsnetFeatures(torch.load(weights, map_location="cpu", weights_only=True)), ReIDRecipe()
     else:
         model, recipe = load_checkpoint_model(weights, "cpu")
+        if feature == "centred":
+            model, feature = _Centred(model, recipe, train_dir), "before"
     m = evaluate_model(model, dataset, recipe, "cpu", feat=feature, num_workers=0)
     return {"rank1": 100 * m["rank1"], "mAP": 100 * m["mAP"]}
 
 
-def track_scores(seq, det_path: Path, weights: str, feature: str, out: Path, detector_kind: str) -> dict:
+def track_scores(seq, det_path: Path, weights: str, feature: str, out: Path, detector_kind: str,
+                 train_dir: Path) -> dict:
     """HOTA/AssA/IDF1/IDSW of one embedder on one detection set; `weights` none = motion only."""
-    embedder = build_embedder(weights, torch.device("cpu"), feature=feature)
+    embedder = build_embedder(weights, torch.device("cpu"), feature="before" if feature == "centred" else feature)
+    if feature == "centred":
+        embedder.extract = _Centred(*load_checkpoint_model(weights, "cpu"), train_dir)
     cfg = load_tracker_config(resolve_tracker_name("auto", with_appearance=embedder is not None,
                                                    detector_kind=detector_kind))
     pipeline = Pipeline(FileDetections(str(det_path)), embedder, torch.device("cpu"), batch=8)
@@ -224,10 +250,10 @@ def main() -> None:
     def score(tag: str, weights, feature: str, detset: str) -> dict:
         result = cached(work / "scores" / f"{tag}_{feature}_{detset}.json", lambda: track_scores(
             seq, detsets[detset], str(weights), feature, work / "tracks" / f"{tag}_{feature}_{detset}.txt",
-            DETECTOR_KIND[detset]))
+            DETECTOR_KIND[detset], train_dir))
         if weights != "none":
             result = {**result, **cached(work / "scores" / f"{tag}_{feature}_reid.json",
-                                         lambda: reid_scores(Path(weights), feature, test_dir))}
+                                         lambda: reid_scores(Path(weights), feature, test_dir, train_dir))}
         return result
 
     def wanted(name: str, seed: int) -> bool:
@@ -260,6 +286,9 @@ def main() -> None:
                 if name == "finetune":
                     ablation.setdefault("finetune_after", []).append(score(f"{name}_s{seed}", weights, "after",
                                                                            "public"))
+                if name == "no_bnneck":
+                    ablation.setdefault("no_bnneck_centred", []).append(score(f"{name}_s{seed}", weights,
+                                                                              "centred", "public"))
     why: dict[str, list[dict]] = {}
     if args.part in ("why", "all"):
         for seed in args.seeds:
@@ -308,7 +337,9 @@ def report(rows, ablation, why, args, train_dir: Path, work: Path) -> str:
         lines += ["Ablation from the fine-tune recipe, public detections (tracker pre-BN features unless noted; a cell "
                   "without n is one seed, 0):", "",
                   "| recipe | HOTA | AssA | IDF1 | IDSW | ReID rank-1 | ReID mAP |", "|---|---|---|---|---|---|---|"]
-        for name, label in [*ABLATION, ("finetune_after", "fine-tune recipe, post-BN features to the tracker")]:
+        for name, label in [*ABLATION, ("no_bnneck_centred", "- BNNeck, its pooled feature centred by the training "
+                                        "crops' mean (what the BNNeck's running mean does for the full recipe)"),
+                            ("finetune_after", "fine-tune recipe, post-BN features to the tracker")]:
             if name in ablation:
                 results = ablation[name]
                 cells = [summarise([r[m] for r in results], m == "IDSW") for m in (*METRICS, "rank1", "mAP")]
