@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -85,7 +86,7 @@ ABLATION = [("finetune", "fine-tune recipe (all tricks)"), ("no_warmup", "- warm
                            "not centred)"), ("no_center", "- center loss")]
 # Why the fine-tune does not beat the zoo model: fewer identities, a shorter or longer schedule, a head that learns.
 WHY = [("finetune", "fine-tune recipe: 95 identities, 12 epochs"), ("finetune_half_ids", "half the identities"),
-       ("finetune_6ep", "6 epochs (x0.1 at 4)"), ("finetune_24ep", "24 epochs (x0.1 at 16)"),
+       ("finetune_6ep", "6 epochs (1 of warmup, x0.1 at 4)"), ("finetune_24ep", "24 epochs (x0.1 at 16)"),
        ("finetune_head10", "new head (BNNeck + classifier) at 10x the LR")]
 HALF_IDS = {"finetune_half_ids"}
 METRICS = ("HOTA", "AssA", "IDF1", "IDSW")
@@ -110,6 +111,7 @@ def half_ids(train_dir: Path) -> Path:
         crops = sorted((train_dir / "bounding_box_train").glob("*.jpg"))
         keep = sorted({c.name.split("_")[0] for c in crops})[::2]
         tmp = half.with_name(half.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed half-way
         for split in ("bounding_box_train", "bounding_box_test", "query"):
             (tmp / split).mkdir(parents=True, exist_ok=True)
         for c in crops:
@@ -172,8 +174,9 @@ class _OsnetFeatures(torch.nn.Module):
 
 class _Centred(torch.nn.Module):
     """A model without BNNeck, its pooled feature centred by the training crops' mean before L2-normalisation:
-    what the BNNeck's running mean does for the full recipe's tracker feature, so that the `- BNNeck` ablation
-    row can compare necks rather than centring (feature kind `centred`, this script only)."""
+    about what the BNNeck's running mean (gathered on augmented training batches) does for the full recipe's
+    tracker feature, so that the `- BNNeck` ablation row can compare necks rather than centring (feature kind
+    `centred`, this script only)."""
 
     def __init__(self, model: torch.nn.Module, recipe: ReIDRecipe, train_dir: Path):
         super().__init__()
@@ -338,7 +341,7 @@ def report(rows, ablation, why, args, train_dir: Path, work: Path) -> str:
                   "without n is one seed, 0):", "",
                   "| recipe | HOTA | AssA | IDF1 | IDSW | ReID rank-1 | ReID mAP |", "|---|---|---|---|---|---|---|"]
         for name, label in [*ABLATION, ("no_bnneck_centred", "- BNNeck, its pooled feature centred by the training "
-                                        "crops' mean (what the BNNeck's running mean does for the full recipe)"),
+                                        "crops' mean (about what the BNNeck's running mean does for the full recipe)"),
                             ("finetune_after", "fine-tune recipe, post-BN features to the tracker")]:
             if name in ablation:
                 results = ablation[name]
@@ -358,8 +361,8 @@ def report(rows, ablation, why, args, train_dir: Path, work: Path) -> str:
     command = " ".join(["python scripts/reid_for_tracking.py", *sys.argv[1:]])
     lines.append(f"Reproduce: `{command}` (runs and scores cached under --work, a cached row is not re-run; "
                  "`--only` trains only the variants named and reports the others where a run exists. The fine-tune "
-                 "recipe and every ablated recipe ran seeds 0 1 2; c', e and the rows on why, seed 0: "
-                 "`--seeds 0 --only VARIANT`)")
+                 "recipe and every ablated recipe ran seeds 0 1 2; the rows on why, seed 0: "
+                 "`--seeds 0 --only VARIANT --no-write`, then this command to write the section)")
     return "\n".join(lines)
 
 
