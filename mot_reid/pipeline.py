@@ -89,7 +89,7 @@ class Pipeline:
     def _embed(self, images: list[np.ndarray], dets: list[Detections], wants_features) -> list[np.ndarray | None]:
         """Features of the boxes the tracker can use (`wants_features`); zero rows stand in for the rest, so
         weak boxes (YOLO at conf 0.1 gives many) cost no crop. A frame gets None when nothing was embedded."""
-        masks = [wants_features(d.xyxy, d.score) if wants_features else np.ones(len(d), bool) for d in dets]
+        masks = [wants_features(d.xyxy, d.score) for d in dets]
         if not any(m.any() for m in masks):
             return [None] * len(dets)
         picked = self.embedder(self._upload(images), [d.xyxy[m] for d, m in zip(dets, masks, strict=True)])
@@ -132,11 +132,10 @@ class Pipeline:
                 t0 = time.perf_counter()
                 dets: list[Detections] = self.detector(images, indices)
                 t1 = time.perf_counter()
-                feats: list[np.ndarray | None] = [None] * len(pending)
-                if self.embedder is not None:
-                    feats = self._embed(images, dets, wants_features)
                 times.detect += t1 - t0
+                feats: list[np.ndarray | None] = [None] * len(pending)
                 if self.embedder is not None:  # motion-only runs report no embed stage
+                    feats = self._embed(images, dets, wants_features)
                     times.embed += time.perf_counter() - t1
                 if not put((pending, dets, feats)):
                     return
@@ -158,8 +157,7 @@ class Pipeline:
                 yield frame
 
         worker = threading.Thread(target=self._model_worker, args=(frames(), source.info.live, out, stop,
-                                                                   result.times,
-                                                                   getattr(tracker, "wants_features", None)),
+                                                                   result.times, tracker.wants_features),
                                   name="mot-reid-models",
                                   daemon=True)
         total = source.info.frame_count

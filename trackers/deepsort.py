@@ -323,6 +323,7 @@ class DeepSort:
             # A box below min_confidence is never matched by appearance, so its feature row is not looked at.
             ok &= usable | (scores < self.cfg.min_confidence)
             # Unit length is the contract; re-normalising costs little and makes cosine = dot product.
-            features = np.where(usable[:, None], features / np.where(usable, norms, 1.0)[:, None], 0.0)
+            features = features / np.where(usable, norms, 1.0)[:, None]
+            features[~usable] = 0.0  # unread rows of weak boxes: zeros rather than NaN, should anything look
         dets = _Detections(xyxy, scores, classes, features, np.arange(n, dtype=np.int64))
         return dets if ok.all() else dets.take(ok)
