@@ -5,8 +5,8 @@ or, with --detections, #peers_motion_yolo.
         [--detections DIR]
 
 Every tracker is fed the same boxes and scores per frame (each sequence's det/det.txt, or DIR/<SEQ>.txt as
-`scripts/tune_tracker.py detect` writes YOLO's) (a black image of the
-sequence's size where a tracker wants a frame) and its output is scored by the same TrackEval path
+`scripts/tune_tracker.py detect` writes YOLO's), and a black image of the sequence's size where a tracker
+wants a frame; its output is scored by the same TrackEval path
 as `mot-reid eval` (`mot_reid.mot_eval.score_results`). Rows: mot-reid `deepsort` (the reference),
 mot-reid `motion` (what `--tracker auto` picks without ReID on det.txt boxes) and, with --detections,
 `motion_yolo` (what it picks on boxes of mot-reid's YOLO detector), Ultralytics BYTETracker and BOTSORT

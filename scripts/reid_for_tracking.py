@@ -181,7 +181,6 @@ class _Centred(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, recipe: ReIDRecipe, train_dir: Path):
         super().__init__()
         self.model = model.eval()
-        self.centre = torch.zeros(model.feat_dim)
         crops = load_dataset(train_dir, "mot2reid").train
         self.centre = extract_features(self, crops, recipe, "cpu", feat="raw", num_workers=0)[0].mean(0)
         self.eval()  # extract_features restores the mode it found (train, for a fresh module)
